@@ -1,0 +1,114 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Config } from '../config';
+import { FhirError, operationOutcome } from '../errors';
+import { FhirRouter } from '../fhir/router';
+import type { FhirResponse } from '../fhir/types';
+import { parsePrefer, parseQuery } from '../fhir/types';
+import type { Database } from '../storage';
+import { Repository } from '../storage';
+import { mediaTypes, responseType } from './content';
+import { toErrorResponse } from './errors';
+
+export interface AppOptions {
+  config: Pick<Config, 'baseUrl' | 'bodyLimitBytes'>;
+  db: Database;
+  logger: FastifyBaseLogger;
+}
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The HTTP face of sp-bridge: turns requests into FhirRequests for the router and its answers into responses. */
+export async function buildApp({ config, db, logger }: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger,
+    // Fastify's own two lines per request would log query strings; onResponse below logs one safe line.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
+    },
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  const router = new FhirRouter(Repository.open(db));
+
+  mediaTypes(app);
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('X-Request-Id', req.id);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    // One line per request. Only the path and the names of query parameters: their values can identify
+    // a patient (identifier=...|NHS number, name=...).
+    const [path, query = ''] = req.url.split('?', 2);
+    req.log.info(
+      {
+        method: req.method,
+        path,
+        params: [...new Set(parseQuery(query).map(([k]) => k))],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request',
+    );
+  });
+
+  app.setErrorHandler(async (err, req, reply) => {
+    const res = toErrorResponse(err, req);
+    return send(req, reply, res, baseUrl(config, req));
+  });
+  app.setNotFoundHandler(async (req, reply) => {
+    const res = { status: 404, body: operationOutcome('error', 'not-supported', `There is no route ${req.method} ${req.url.split('?')[0]}`) };
+    return send(req, reply, res, baseUrl(config, req));
+  });
+
+  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
+    const ctx = { baseUrl: baseUrl(config, req) };
+    const accept = responseType(req);
+    if (!accept) {
+      throw new FhirError('SPB_NOT_ACCEPTABLE', 'sp-bridge answers in JSON only: application/fhir+json or application/json');
+    }
+    const [path, query = ''] = req.url.split('?', 2);
+    const res = await router.handle(
+      {
+        method: req.method === 'HEAD' ? 'GET' : req.method,
+        path: path.replace(/^\/+/, ''),
+        query: parseQuery(query),
+        body: req.body,
+        ifMatch: header(req, 'if-match'),
+        ifNoneExist: header(req, 'if-none-exist'),
+        ifNoneMatch: header(req, 'if-none-match'),
+        ifModifiedSince: header(req, 'if-modified-since'),
+        prefer: parsePrefer(header(req, 'prefer')),
+      },
+      ctx,
+    );
+    return send(req, reply, res, ctx.baseUrl);
+  };
+  app.route({ method: ['GET', 'POST', 'PUT', 'DELETE'], url: '/', handler, exposeHeadRoute: true });
+  app.route({ method: ['GET', 'POST', 'PUT', 'DELETE'], url: '/*', handler, exposeHeadRoute: true });
+  return app;
+}
+
+function send(req: FastifyRequest, reply: FastifyReply, res: FhirResponse, base: string): FastifyReply {
+  reply.code(res.status);
+  if (res.version) {
+    reply.header('ETag', `W/"${res.version.versionId}"`);
+    reply.header('Last-Modified', new Date(res.version.lastUpdated).toUTCString());
+  }
+  if (res.location) reply.header('Location', `${base}/${res.location}`);
+  if (res.body === undefined || res.status === 304) return reply.send();
+  const pretty = new URLSearchParams(req.url.split('?', 2)[1] ?? '').get('_pretty') === 'true';
+  reply.type(`${responseType(req) ?? 'application/fhir+json'}; charset=utf-8`);
+  return reply.send(JSON.stringify(res.body, null, pretty ? 2 : undefined));
+}
+
+function baseUrl(config: Pick<Config, 'baseUrl'>, req: FastifyRequest): string {
+  return config.baseUrl ?? `${req.protocol}://${req.host}`;
+}
+
+function header(req: FastifyRequest, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}

@@ -1,0 +1,26 @@
+import { mkdir } from 'node:fs/promises';
+import type { Config } from '../config';
+import { openPglite, openPostgres, type Database } from './db';
+import { migrate } from './migrations';
+
+export type { Database, Queryable } from './db';
+export { Repository } from './repository';
+export type { StoredVersion, SearchResult } from './repository';
+
+/** Opens the configured store (PostgreSQL when DATABASE_URL is set, else PGlite in DATA_DIR) and migrates it. */
+export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize'>): Promise<Database> {
+  let db: Database;
+  if (config.databaseUrl) {
+    db = await openPostgres(config.databaseUrl, config.databasePoolSize);
+  } else {
+    await mkdir(config.dataDir, { recursive: true });
+    db = await openPglite(config.dataDir);
+  }
+  try {
+    await migrate(db);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  return db;
+}
