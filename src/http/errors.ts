@@ -25,6 +25,11 @@ export function toErrorResponse(err: unknown, req: FastifyRequest): FhirResponse
     const fhirError = new FhirError(known.code, known.message);
     return { status: fhirError.status, body: fhirError.outcome };
   }
+  if (code === '23505') {
+    // A unique constraint caught a write that raced another one for the same resource.
+    const conflict = new FhirError('SPB_CONFLICT', 'The resource was changed by another request at the same time; retry');
+    return { status: conflict.status, body: conflict.outcome };
+  }
   const status = (err as FastifyError).statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return { status, body: operationOutcome('error', 'invalid', 'The request could not be understood') };

@@ -14,8 +14,8 @@ export function storeNames(): StoreName[] {
 }
 
 /** A fresh, migrated database of the given kind: in-memory PGlite, or a new database in the test cluster. */
-export async function openTestDatabase(store: StoreName, poolSize = 20): Promise<Database> {
-  let db: Database;
+export async function openTestDatabase(store: StoreName, poolSize = 20): Promise<Database & { url?: string }> {
+  let db: Database & { url?: string };
   if (store === 'pglite') {
     db = await openPglite();
   } else {
@@ -26,7 +26,8 @@ export async function openTestDatabase(store: StoreName, poolSize = 20): Promise
     await admin.connect();
     await admin.query(`CREATE DATABASE ${name}`);
     await admin.end();
-    db = await openPostgres(clusterUrl.replace(/\/[^/]*$/, `/${name}`), poolSize);
+    const url = clusterUrl.replace(/\/[^/]*$/, `/${name}`);
+    db = Object.assign(await openPostgres(url, poolSize), { url });
   }
   await migrate(db);
   return db;
@@ -42,7 +43,7 @@ export interface Reply {
 /** An app over a fresh store, with a captured log, driven through inject(). */
 export class Harness {
   app!: FastifyInstance;
-  db!: Database;
+  db!: Database & { url?: string };
   readonly logLines: string[] = [];
 
   constructor(readonly store: StoreName) {}
