@@ -23,7 +23,7 @@ export class FhirRouter {
 
   dispatch(repo: Repository, req: FhirRequest, ctx: RequestContext): Promise<FhirResponse> {
     const segments = req.path.split('/').filter((s) => s !== '');
-    const method = req.method.toUpperCase();
+    const method = req.method.toUpperCase() === 'HEAD' ? 'GET' : req.method.toUpperCase();
     const [first, second, third, fourth] = segments;
     if (segments.length === 0) {
       return only(method, ['POST'], () => processBundle(this, repo, req, ctx));

@@ -28,8 +28,8 @@ export async function processBundle(
   if (bundle.entry !== undefined && !Array.isArray(bundle.entry)) {
     throw new FhirError('SPB_INVALID_BUNDLE', 'Bundle.entry must be an array', { expression: ['Bundle.entry'] });
   }
+  if (bundle.type === 'batch') return batch(router, repo, bundle.entry ?? [], req, ctx);
   const entries = (bundle.entry ?? []).map((e, i) => parseEntry(e, i, req));
-  if (bundle.type === 'batch') return batch(router, repo, entries, ctx);
   return transaction(router, repo, entries, ctx);
 }
 
@@ -54,7 +54,7 @@ function parseEntry(raw: unknown, index: number, outer: FhirRequest): Entry {
   }
   if (typeof url !== 'string' || url === '') throw bad(index, 'needs request.url', `${where}.request.url`);
   const [rawPath, query = ''] = url.split('?', 2);
-  const path = rawPath.replace(/^\/+/, '');
+  const path = rawPath.replace(/^\/+|\/+$/g, '');
   if (/^[a-z]+:/i.test(path)) throw bad(index, 'request.url must be relative to the base, e.g. ServiceRequest/123', `${where}.request.url`);
   if ((method === 'POST' || method === 'PUT') && (typeof e.resource !== 'object' || e.resource === null)) {
     throw bad(index, `is a ${method} without a resource`, `${where}.resource`);
@@ -73,10 +73,18 @@ function parseEntry(raw: unknown, index: number, outer: FhirRequest): Entry {
   return { index, fullUrl: e.fullUrl, request, path, type: path.split('/')[0], resource: e.resource };
 }
 
-async function batch(router: FhirRouter, repo: Repository, entries: Entry[], ctx: RequestContext): Promise<FhirResponse> {
+/** Each entry on its own: even a malformed one only fails its own response entry. */
+async function batch(
+  router: FhirRouter,
+  repo: Repository,
+  raw: unknown[],
+  outer: FhirRequest,
+  ctx: RequestContext,
+): Promise<FhirResponse> {
   const responses: fhir4.BundleEntry[] = [];
-  for (const entry of entries) {
+  for (const [index, e] of raw.entries()) {
     try {
+      const entry = parseEntry(e, index, outer);
       responses.push(responseEntry(await router.dispatch(repo, entry.request, ctx)));
     } catch (err) {
       if (!(err instanceof FhirError)) throw err;
@@ -100,6 +108,7 @@ async function transaction(router: FhirRouter, repo: Repository, original: Entry
     // The database may run this more than once (deadlock retry): work on a fresh copy each time.
     const entries = original.map((e) => ({ ...e, request: { ...e.request, body: structuredClone(e.request.body) } }));
     const plans = await resolveIdentities(tx, entries);
+    checkOverlap(plans);
     const ids = new Map<string, string>();
     for (const plan of plans) if (plan.entry.fullUrl && plan.target) ids.set(plan.entry.fullUrl, plan.target);
     for (const plan of plans) {
@@ -158,6 +167,9 @@ async function resolveIdentities(tx: Repository, entries: Entry[]): Promise<Plan
         await lockType(type);
         const match = await singleMatch(tx, type, request.query, request);
         const bodyId = (request.body as fhir4.Resource).id;
+        if (match && bodyId !== undefined && bodyId !== match.id) {
+          throw new FhirError('SPB_ID_MISMATCH', `The body's id "${bodyId}" is not the id of the matching ${type}`);
+        }
         plans.push({ entry, target: `${type}/${match?.id ?? bodyId ?? randomUUID()}` });
       } else if (request.method === 'PUT' && type) {
         plans.push({ entry, target: entry.path.split('/').slice(0, 2).join('/') });
@@ -170,6 +182,21 @@ async function resolveIdentities(tx: Repository, entries: Entry[]): Promise<Plan
     }
   }
   return plans;
+}
+
+/** No two entries may write the same resource (http://hl7.org/fhir/R4/http.html#trules). */
+function checkOverlap(plans: Plan[]): void {
+  const writers = new Map<string, number>();
+  for (const { entry, target, existing } of plans) {
+    const deletes = entry.request.method === 'DELETE' && entry.path.split('/').length === 2;
+    const identity = deletes ? entry.path : existing ? undefined : target;
+    if (identity === undefined) continue;
+    const other = writers.get(identity);
+    if (other !== undefined) {
+      throw bad(entry.index, `writes ${identity}, as does Bundle.entry[${other}]`, `Bundle.entry[${entry.index}].request.url`);
+    }
+    writers.set(identity, entry.index);
+  }
 }
 
 async function singleMatch(tx: Repository, type: string, criteria: [string, string][], req: FhirRequest): Promise<StoredVersion | undefined> {

@@ -88,7 +88,9 @@ function criterionSql(p: SqlParams, type: string, c: Criterion): string {
         ),
       );
     case 'missing': {
-      const sql = exists(TABLES[c.table], p, type, c.param, 'true');
+      let sql = exists(TABLES[c.table], p, type, c.param, 'true');
+      // A reference by business identifier alone is indexed as a token.
+      if (c.table === 'reference') sql = `(${sql} OR ${exists('search_token', p, type, `${c.param}:identifier`, 'true')})`;
       return c.missing ? `NOT ${sql}` : sql;
     }
   }

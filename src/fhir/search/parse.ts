@@ -106,12 +106,13 @@ function parseCriterion(type: string, key: string, value: string): Criterion {
     if (value !== 'true' && value !== 'false') throw invalid(`${key} must be true or false`);
     return { kind: 'missing', param: name, table: sp.type, missing: value === 'true' };
   }
-  const values = splitValues(value);
+  const escaped = splitEscaped(value, ',');
+  const values = escaped.map(unescapeValue);
   if (values.length === 0 || values.some((v) => v === '')) throw invalid(`${key} needs a value`);
   switch (sp.type) {
     case 'token':
       if (modifier !== undefined && modifier !== 'not') throw badModifier(key);
-      return { kind: 'token', param: name, not: modifier === 'not', values: values.map(parseToken) };
+      return { kind: 'token', param: name, not: modifier === 'not', values: escaped.map(parseToken) };
     case 'string':
       if (modifier !== undefined && modifier !== 'exact' && modifier !== 'contains') throw badModifier(key);
       return { kind: 'string', param: name, mode: modifier === undefined ? 'starts' : modifier, values };
@@ -120,7 +121,7 @@ function parseCriterion(type: string, key: string, value: string): Criterion {
       return { kind: 'date', param: name, values: values.map((v) => parseDateFilter(key, v)) };
     case 'reference': {
       if (modifier === 'identifier') {
-        return { kind: 'token', param: `${name}:identifier`, not: false, values: values.map(parseToken) };
+        return { kind: 'token', param: `${name}:identifier`, not: false, values: escaped.map(parseToken) };
       }
       if (modifier !== undefined && !resourceType(modifier) && !/^[A-Z][A-Za-z]+$/.test(modifier)) {
         throw badModifier(key);
@@ -131,11 +132,12 @@ function parseCriterion(type: string, key: string, value: string): Criterion {
   }
 }
 
+/** `[system]|[code]` or `code`, still escaped: a `\|` belongs to the system or code. */
 function parseToken(value: string): TokenFilter {
-  const bar = value.indexOf('|');
-  if (bar < 0) return { code: value };
-  const system = value.slice(0, bar);
-  const code = value.slice(bar + 1);
+  const [first, ...rest] = splitEscaped(value, '|');
+  if (rest.length === 0) return { code: unescapeValue(value) };
+  const system = unescapeValue(first);
+  const code = unescapeValue(rest.join('|'));
   return { system: system === '' ? null : system, code: code === '' ? undefined : code };
 }
 
@@ -181,13 +183,18 @@ function parseInclude(value: string, type: string, reverse: boolean): IncludeSpe
 
 /** Splits on commas not escaped with a backslash, and unescapes `\,` `\|` `\$` `\\`. */
 function splitValues(value: string): string[] {
+  return splitEscaped(value, ',').map(unescapeValue);
+}
+
+/** Splits on `separator` where it is not escaped with a backslash, leaving every escape in place. */
+function splitEscaped(value: string, separator: string): string[] {
   const out: string[] = [];
   let current = '';
   for (let i = 0; i < value.length; i++) {
     const c = value[i];
     if (c === '\\' && i + 1 < value.length) {
-      current += value[++i];
-    } else if (c === ',') {
+      current += c + value[++i];
+    } else if (c === separator) {
       out.push(current);
       current = '';
     } else {
@@ -196,6 +203,10 @@ function splitValues(value: string): string[] {
   }
   out.push(current);
   return out;
+}
+
+function unescapeValue(value: string): string {
+  return value.replace(/\\([\s\S])/g, '$1');
 }
 
 function nonNegativeInt(key: string, value: string): number {
