@@ -1,6 +1,8 @@
 import { buildApp } from '../src/http/app';
 import { createLogger } from '../src/http/logging';
 import { openPostgres } from '../src/storage/db';
+import { Repository } from '../src/storage/repository';
+import { extractIndex } from '../src/fhir/search/extract';
 import { describeEachStore } from './support/harness';
 import { patient, referral } from './fixtures';
 
@@ -69,5 +71,44 @@ describeEachStore('concurrency', (h) => {
     expect(new Set(results.map((r) => r.json.meta.versionId)).size).toBe(20);
     const history = await h.request('GET', `/ServiceRequest/${id}/_history?_count=100`);
     expect(history.json.total).toBe(21);
+  });
+
+  // A write that started before the first page but commits after it must not appear on later pages.
+  // PGlite runs one transaction at a time, so only PostgreSQL can interleave them like this.
+  if (h.store === 'postgres') it('paging stays consistent across a write that commits between pages', async () => {
+    const system = 'https://sp-bridge.example/referral-paging-race';
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await h.request('POST', '/ServiceRequest', referral('Patient/p-page', { identifier: [{ system, value: `r${i}` }] }));
+      ids.push(r.json.id);
+    }
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const inFlight = new Promise<void>((resolve) => (started = resolve));
+    const slowWrite = Repository.open(h.db).transaction(async (tx) => {
+      const late = referral('Patient/p-page', { identifier: [{ system, value: 'late' }] });
+      await tx.save({ type: 'ServiceRequest', id: 'late-writer', resource: late, index: extractIndex(late) });
+      started();
+      await gate;
+    });
+    await inFlight;
+    const quick = await h.request('POST', '/ServiceRequest', referral('Patient/p-page', { identifier: [{ system, value: 'quick' }] }));
+    const url = `/ServiceRequest?identifier=${encodeURIComponent(`${system}|`)}&_count=2&_sort=-_lastUpdated`;
+    const first = await h.request('GET', url);
+    release();
+    await slowWrite;
+    const seen = first.json.entry.map((e: { resource: { id: string } }) => e.resource.id);
+    let next = first.json.link.find((l: { relation: string }) => l.relation === 'next')?.url;
+    while (next) {
+      const page = await h.request('GET', next.replace('http://localhost:80', ''));
+      expect(page.json.total).toBe(5);
+      seen.push(...page.json.entry.map((e: { resource: { id: string } }) => e.resource.id));
+      next = page.json.link.find((l: { relation: string }) => l.relation === 'next')?.url;
+    }
+    expect(first.json.total).toBe(5);
+    expect(seen.sort()).toEqual([...ids, quick.json.id].sort());
+    const fresh = await h.request('GET', url);
+    expect(fresh.json.total).toBe(6);
   });
 });

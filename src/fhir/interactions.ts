@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { FhirError, informational } from '../errors';
 import type { Repository, StoredVersion } from '../storage/repository';
+import { SNAPSHOT_RE } from '../storage/search-sql';
 import { ID_RE } from './references';
 import { resourceType } from './registry';
 import { extractIndex } from './search/extract';
@@ -295,7 +296,7 @@ function parseHistoryParams(query: [string, string][]): { count: number; offset:
   for (const [k, v] of query) {
     if (k === '_count' && /^\d{1,4}$/.test(v)) out.count = Math.min(Number(v), 1000);
     else if (k === '_offset' && /^\d{1,9}$/.test(v)) out.offset = Number(v);
-    else if (k === '_snapshot' && /^\d{1,19}$/.test(v)) out.snapshot = v;
+    else if (k === '_snapshot' && SNAPSHOT_RE.test(v)) out.snapshot = v;
     else if (k === '_since') {
       const t = Date.parse(v.replace(/ /g, '+'));
       if (Number.isNaN(t)) throw new FhirError('SPB_INVALID_SEARCH', `_since must be an instant, not '${v}'`);

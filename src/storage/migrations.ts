@@ -5,8 +5,10 @@ import type { Database } from './db';
  * together on one PostgreSQL migrate once. Never edit a landed migration; add the next one.
  *
  * Every resource version is a row of resource_versions. The current version of a resource is the row with
- * superseded_by NULL; superseded_by holds the vid of the version that replaced it, so the rows current at
- * any earlier vid ("snapshot") can be read back: that is what keeps search paging stable under writes.
+ * superseded_by NULL; superseded_by holds the vid of the version that replaced it. created_xid and
+ * superseded_xid are the transactions that wrote the row and replaced it, so the rows current in any
+ * earlier database snapshot (pg_current_snapshot()) can be read back exactly: that keeps search paging
+ * stable under concurrent writes. vids alone cannot: they are handed out before commit, not in commit order.
  * Search runs on the index tables, one row per indexed value per version. They carry no foreign key: a
  * version and its index rows are only ever written together, in one statement.
  */
@@ -23,6 +25,8 @@ CREATE TABLE resource_versions (
   last_updated timestamptz NOT NULL,
   deleted boolean NOT NULL DEFAULT false,
   superseded_by bigint,
+  created_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  superseded_xid xid8,
   content text,
   UNIQUE (type, id, version)
 );

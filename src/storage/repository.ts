@@ -3,7 +3,7 @@ import type { IndexEntries } from '../fhir/search/extract';
 import { toSqlTimestamp } from '../fhir/search/dates';
 import type { IncludeSpec, SearchRequest } from '../fhir/search/types';
 import type { Database, Queryable } from './db';
-import { orderBy, searchWhere, SqlParams } from './search-sql';
+import { orderBy, searchWhere, SqlParams, visibleIn } from './search-sql';
 
 /** One stored version of a resource. `json` is the resource as stored, absent for a deletion. */
 export interface StoredVersion {
@@ -153,7 +153,8 @@ export class Repository {
     let vidExpr = 'DEFAULT';
     if (previousVid !== undefined) {
       const { rows } = await this.q.query<{ vid: string }>(
-        `UPDATE resource_versions SET superseded_by = nextval('resource_versions_vid_seq') WHERE vid = $1 RETURNING superseded_by::text AS vid`,
+        `UPDATE resource_versions SET superseded_by = nextval('resource_versions_vid_seq'), superseded_xid = pg_current_xact_id()
+         WHERE vid = $1 RETURNING superseded_by::text AS vid`,
         [previousVid],
       );
       vidExpr = `${p.add(rows[0].vid)}::bigint`;
@@ -252,7 +253,7 @@ export class Repository {
   async history(query: HistoryQuery): Promise<{ entries: StoredVersion[]; total: number; snapshot: string }> {
     const snapshot = query.snapshot ?? (await this.currentSnapshot());
     const p = new SqlParams();
-    const conds = [`v.vid <= ${p.add(snapshot)}::bigint`];
+    const conds = [visibleIn('v.created_xid', p.add(snapshot))];
     if (query.type !== undefined) conds.push(`v.type = ${p.add(query.type)}`);
     if (query.id !== undefined) conds.push(`v.id = ${p.add(query.id)}`);
     if (query.since !== undefined) conds.push(`v.last_updated >= ${p.add(toSqlTimestamp(query.since))}::timestamptz`);
@@ -269,10 +270,9 @@ export class Repository {
     return { entries: rows.map(toStored), total: Number(count.rows[0].n), snapshot };
   }
 
+  /** The database's view of committed transactions now; later pages of a search are read in it. */
   private async currentSnapshot(): Promise<string> {
-    const { rows } = await this.q.query<{ s: string }>(
-      'SELECT coalesce(max(vid), 0)::text AS s FROM resource_versions',
-    );
+    const { rows } = await this.q.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s');
     return rows[0].s;
   }
 }

@@ -25,11 +25,22 @@ const SORT_COLUMN: Record<IndexTable, [string, string]> = {
   string: ['min(x.value)', 'max(x.value)'],
 };
 
-/** Rows of `resource_versions v` that were current and not deleted at `snapshot` (a vid). */
+/** Rows of `resource_versions v` that were current and not deleted in `snapshot` (a pg_snapshot). */
 export function asOf(p: SqlParams, snapshot: string): string {
   const s = p.add(snapshot);
-  return `v.vid <= ${s}::bigint AND (v.superseded_by IS NULL OR v.superseded_by > ${s}::bigint) AND NOT v.deleted`;
+  return (
+    `${visibleIn('v.created_xid', s)} AND NOT v.deleted ` +
+    `AND (v.superseded_xid IS NULL OR NOT ${visibleIn('v.superseded_xid', s)})`
+  );
 }
+
+/** Whether the transaction `xid` had committed in snapshot `s`; this transaction's own writes count too. */
+export function visibleIn(xid: string, s: string): string {
+  return `(pg_visible_in_snapshot(${xid}, ${s}::pg_snapshot) OR coalesce(${xid} = pg_current_xact_id_if_assigned(), false))`;
+}
+
+/** The text form of a pg_snapshot, `xmin:xmax:xip,...`, as paging links carry it. */
+export const SNAPSHOT_RE = /^\d{1,20}:\d{1,20}:(\d{1,20}(,\d{1,20}){0,999})?$/;
 
 /** The WHERE clause of a search: type, snapshot and every criterion (AND), each criterion's values OR-ed. */
 export function searchWhere(p: SqlParams, req: SearchRequest, snapshot: string): string {

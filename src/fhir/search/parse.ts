@@ -1,6 +1,7 @@
 import { FhirError } from '../../errors';
 import { ID_RE, parseReference } from '../references';
 import { resourceType, searchParam } from '../registry';
+import { SNAPSHOT_RE } from '../../storage/search-sql';
 import { parseDateRange } from './dates';
 import type { Criterion, DateFilter, DatePrefix, IncludeSpec, SearchRequest, SortSpec, TokenFilter } from './types';
 
@@ -58,7 +59,7 @@ function applyParam(req: SearchRequest, key: string, value: string): void {
       req.offset = nonNegativeInt(key, value);
       return;
     case '_snapshot':
-      if (!/^\d{1,19}$/.test(value)) throw invalid(`_snapshot must be a paging token from a Bundle link`);
+      if (!SNAPSHOT_RE.test(value)) throw invalid(`_snapshot must be a paging token from a Bundle link`);
       req.snapshot = value;
       return;
     case '_total':
