@@ -1,0 +1,36 @@
+/**
+ * What every validation layer reports. A layer never throws for bad input: whatever the shape of the
+ * resource, it appends issues and returns.
+ */
+export interface ValidationIssue {
+  severity: 'fatal' | 'error' | 'warning' | 'information';
+  /** From http://hl7.org/fhir/R4/valueset-issue-type.html, e.g. structure, required, value, invariant, code-invalid. */
+  code: fhir4.OperationOutcomeIssue['code'];
+  /** One human-readable line: what is wrong and, where it helps, what was expected. */
+  diagnostics: string;
+  /** FHIRPath of the offending element, e.g. `ServiceRequest.code.coding[0].code`. */
+  expression: string;
+  /** Stable id of the rule broken, where there is one: an invariant key (`ref-1`), a layer code. */
+  rule?: string;
+}
+
+/** A JSON value of unknown shape, as clients send it. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export function toOperationOutcome(issues: ValidationIssue[]): fhir4.OperationOutcome {
+  if (issues.length === 0) {
+    return {
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'information', code: 'informational', diagnostics: 'No issues found' }],
+    };
+  }
+  return {
+    resourceType: 'OperationOutcome',
+    issue: issues.map((i) => ({
+      severity: i.severity,
+      code: i.code,
+      diagnostics: i.rule ? `${i.rule}: ${i.diagnostics}` : i.diagnostics,
+      expression: [i.expression],
+    })),
+  };
+}
