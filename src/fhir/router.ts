@@ -1,20 +1,38 @@
 import { FhirError } from '../errors';
 import type { Repository } from '../storage/repository';
+import { toOperationOutcome, type ResourceValidator } from '../validation/types';
 import { capabilityStatement } from './capability';
+import type { ConformanceSource } from './conformance';
 import * as interactions from './interactions';
+import { OperationParams, type OperationDefinition } from './operations/operation';
 import { processBundle } from './transaction';
 import type { FhirRequest, FhirResponse, RequestContext } from './types';
+
+export interface RouterOptions {
+  repo: Repository;
+  validator: ResourceValidator;
+  operations: OperationDefinition[];
+  conformance: ConformanceSource[];
+}
 
 /**
  * Routes a FHIR request to its interaction. Knows nothing of HTTP: routes and Bundle entries both come
  * here. Errors the client caused come back as OperationOutcome responses; anything else is thrown.
  */
 export class FhirRouter {
-  constructor(private readonly repo: Repository) {}
+  private readonly operations: Map<string, OperationDefinition>;
+
+  constructor(private readonly options: RouterOptions) {
+    this.operations = new Map(options.operations.map((op) => [op.name, op]));
+  }
+
+  get validator(): ResourceValidator {
+    return this.options.validator;
+  }
 
   async handle(req: FhirRequest, ctx: RequestContext): Promise<FhirResponse> {
     try {
-      return await this.dispatch(this.repo, req, ctx);
+      return await this.dispatch(this.options.repo, req, ctx);
     } catch (err) {
       if (err instanceof FhirError) return { status: err.status, body: err.outcome };
       throw err;
@@ -34,15 +52,24 @@ export class FhirRouter {
     if (first === '_history' && segments.length === 1) {
       return only(method, ['GET'], () => interactions.history(repo, req, ctx));
     }
+    const last = segments[segments.length - 1];
+    if (last.startsWith('$')) return this.operation(repo, req, ctx, segments);
     if (!/^[A-Z][A-Za-z]+$/.test(first) || segments.length > 4) throw routeNotFound(req);
+    const conformance = this.options.conformance.find((c) => c.types.includes(first));
+    if (conformance && segments.length <= 2) {
+      return only(method, ['GET'], async () => conformanceRead(conformance, first, second, req, ctx));
+    }
+    if (conformance) throw routeNotFound(req);
     const type = interactions.checkType(first);
     if (segments.length === 1) {
       switch (method) {
         case 'GET':
           return interactions.search(repo, type, req.query, req, ctx);
         case 'POST':
+          this.checkWrite(type, req.body);
           return interactions.create(repo, type, req);
         case 'PUT':
+          this.checkWrite(type, req.body);
           return conditional(req, () => interactions.conditionalUpdate(repo, type, req));
         case 'DELETE':
           return conditional(req, () => interactions.conditionalDelete(repo, type, req));
@@ -61,6 +88,7 @@ export class FhirRouter {
         case 'GET':
           return interactions.read(repo, type, second, req);
         case 'PUT':
+          this.checkWrite(type, req.body);
           return interactions.update(repo, type, second, req);
         case 'DELETE':
           return interactions.remove(repo, type, second, req);
@@ -76,6 +104,66 @@ export class FhirRouter {
     }
     throw routeNotFound(req);
   }
+
+  /**
+   * Refuses a resource that is not valid, with every issue found: 400 when it is not even well-formed
+   * FHIR, 422 when it is well-formed but breaks its profile, an invariant or a terminology rule.
+   */
+  checkWrite(type: string, body: unknown, path?: string): void {
+    const resource = interactions.resourceBody(body, type);
+    const issues = this.options.validator.validate(resource, { path });
+    const errors = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
+    if (errors.length === 0) return;
+    const malformed = errors.some((i) => i.code === 'structure');
+    throw new FhirError(malformed ? 'SPB_INVALID_RESOURCE' : 'SPB_UNPROCESSABLE', errors[0].diagnostics, {
+      outcome: toOperationOutcome(issues),
+    });
+  }
+
+  private operation(repo: Repository, req: FhirRequest, ctx: RequestContext, segments: string[]): Promise<FhirResponse> {
+    const name = segments[segments.length - 1].slice(1);
+    const op = this.operations.get(name);
+    const level = segments.length === 1 ? 'system' : segments.length === 2 ? 'type' : segments.length === 3 ? 'instance' : undefined;
+    if (!op || !level || !op.levels.includes(level) || (level !== 'system' && !op.types(segments[0]))) {
+      throw new FhirError('SPB_ROUTE_NOT_FOUND', `There is no operation $${name} at /${req.path}; see GET /metadata`);
+    }
+    const method = req.method.toUpperCase() === 'HEAD' ? 'GET' : req.method.toUpperCase();
+    if (method !== 'POST' && !(method === 'GET' && op.idempotent)) throw methodNotAllowed(method, req.path);
+    const params = method === 'GET' ? OperationParams.fromQuery(req.query) : OperationParams.fromBody(req.body);
+    return op.run({
+      req,
+      ctx,
+      repo,
+      validator: this.options.validator,
+      level,
+      type: level === 'system' ? undefined : segments[0],
+      id: level === 'instance' ? segments[1] : undefined,
+      params,
+    });
+  }
+}
+
+function conformanceRead(
+  source: ConformanceSource,
+  type: string,
+  id: string | undefined,
+  req: FhirRequest,
+  ctx: RequestContext,
+): FhirResponse {
+  if (id !== undefined) {
+    const resource = source.read(type, id);
+    if (!resource) throw new FhirError('SPB_NOT_FOUND', `${type}/${id} is not known`);
+    return { status: 200, body: resource };
+  }
+  const matches = source.search(type, req.query.filter(([k]) => k !== '_format' && k !== '_pretty'));
+  const bundle: fhir4.Bundle = {
+    resourceType: 'Bundle',
+    type: 'searchset',
+    total: matches.length,
+    link: [{ relation: 'self', url: `${ctx.baseUrl}/${req.path}${req.query.length ? `?${new URLSearchParams(req.query)}` : ''}` }],
+    entry: matches.map((resource) => ({ fullUrl: `${ctx.baseUrl}/${type}/${resource.id}`, resource, search: { mode: 'match' } })),
+  };
+  return { status: 200, body: bundle };
 }
 
 function only(method: string, allowed: string[], run: () => Promise<FhirResponse>): Promise<FhirResponse> {

@@ -2,11 +2,14 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config } from '../config';
 import { FhirError, operationOutcome } from '../errors';
+import type { ConformanceSource } from '../fhir/conformance';
+import { operations } from '../fhir/operations';
 import { FhirRouter } from '../fhir/router';
 import type { FhirResponse } from '../fhir/types';
 import { parsePrefer, parseQuery } from '../fhir/types';
 import type { Database } from '../storage';
 import { Repository } from '../storage';
+import type { ResourceValidator } from '../validation/types';
 import { mediaTypes, responseType } from './content';
 import { toErrorResponse } from './errors';
 
@@ -14,12 +17,14 @@ export interface AppOptions {
   config: Pick<Config, 'baseUrl' | 'bodyLimitBytes'>;
   db: Database;
   logger: FastifyBaseLogger;
+  validator?: ResourceValidator;
+  conformance?: ConformanceSource[];
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** The HTTP face of sp-bridge: turns requests into FhirRequests for the router and its answers into responses. */
-export async function buildApp({ config, db, logger }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, db, logger, validator = { validate: () => [] }, conformance = [] }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger,
     // Fastify's own two lines per request would log query strings; onResponse below logs one safe line.
@@ -31,7 +36,7 @@ export async function buildApp({ config, db, logger }: AppOptions): Promise<Fast
     },
     routerOptions: { ignoreTrailingSlash: true },
   });
-  const router = new FhirRouter(Repository.open(db));
+  const router = new FhirRouter({ repo: Repository.open(db), validator, operations, conformance });
 
   mediaTypes(app);
 

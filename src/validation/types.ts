@@ -34,3 +34,15 @@ export function toOperationOutcome(issues: ValidationIssue[]): fhir4.OperationOu
     })),
   };
 }
+
+export interface ValidateOptions {
+  /** Validate against this profile (canonical URL) instead of the one the resource claims or its type's default. */
+  profile?: string;
+  /** FHIRPath prefix for a resource nested in another, e.g. `Bundle.entry[2].resource`. */
+  path?: string;
+}
+
+/** The whole validator as the FHIR layer sees it. */
+export interface ResourceValidator {
+  validate(resource: unknown, options?: ValidateOptions): ValidationIssue[];
+}

@@ -1,0 +1,5 @@
+import type { OperationDefinition } from './operation';
+import { validateOperation } from './validate';
+
+/** Every operation the server offers; the router and the CapabilityStatement read this list. */
+export const operations: OperationDefinition[] = [validateOperation];
