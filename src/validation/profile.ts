@@ -1,0 +1,459 @@
+import { parseReference } from '../fhir/references';
+import type { ValidationIssue } from './types';
+
+/**
+ * The PROFILE layer: a StructureDefinition snapshot compiled once into a tree of element rules, then
+ * checked against instances. It covers what the JSON schema cannot: cardinality (of the base type and as a
+ * profile narrows it), allowed choice types, fixed and pattern values, slicing, reference target types and
+ * bindings. Complex datatypes the snapshot does not expand are checked against their own definitions, so
+ * every element of a resource is visited. It never throws on input.
+ */
+
+export interface ElementRule {
+  id: string;
+  /** Last path segment as written in the snapshot, e.g. `subject` or `value[x]`. */
+  name: string;
+  min: number;
+  max: number;
+  types: { code: string; profiles: string[]; targetProfiles: string[] }[];
+  fixed?: unknown;
+  pattern?: unknown;
+  binding?: { strength: 'required' | 'extensible' | 'preferred' | 'example'; valueSet?: string };
+  children: ElementRule[];
+  slicing?: { discriminators: { type: string; path: string }[]; rules: string };
+  slices: ElementRule[];
+  sliceName?: string;
+  /** `#Questionnaire.item`: this element's children are those of another element. */
+  contentReference?: string;
+}
+
+/** What the profile layer needs from the rest of the validator. */
+export interface ProfileContext {
+  /** The compiled base definition of a datatype or resource type (`Identifier`, `Patient`). */
+  typeRules(code: string): ElementRule | undefined;
+  /** The compiled profile with this canonical URL (extensions, UK Core profiles), if shipped. */
+  profileRules(url: string): ElementRule | undefined;
+  /** The resource type a profile constrains (`https://.../UKCore-Patient` -> `Patient`). */
+  profileType(url: string): string | undefined;
+  /** Binding check for the codings found in a bound element. */
+  checkBinding(
+    binding: NonNullable<ElementRule['binding']>,
+    codings: { system?: string; code?: string; display?: string }[],
+    kind: 'code' | 'coding' | 'concept',
+    path: () => string,
+    issues: ValidationIssue[],
+  ): void;
+  /** Checks every Coding and Identifier wherever it appears (SNOMED ids, NHS numbers, code systems). */
+  checkCoding(coding: Record<string, unknown>, path: () => string, issues: ValidationIssue[]): void;
+  checkIdentifier(identifier: Record<string, unknown>, path: () => string, issues: ValidationIssue[]): void;
+}
+
+const PRIMITIVE_RE = /^[a-z]/;
+const SYSTEM_STRING = 'http://hl7.org/fhirpath/System.String';
+
+/** Compiles a snapshot into its rule tree; the root rule stands for the resource (or datatype) itself. */
+export function compileSnapshot(sd: fhir4.StructureDefinition): ElementRule {
+  const elements = sd.snapshot?.element ?? [];
+  if (elements.length === 0) throw new Error(`StructureDefinition ${sd.url} has no snapshot`);
+  const byId = new Map<string, ElementRule>();
+  let root: ElementRule | undefined;
+  for (const el of elements) {
+    const id = el.id ?? el.path;
+    const rule = toRule(el, id);
+    byId.set(id, rule);
+    if (!root) {
+      root = rule;
+      continue;
+    }
+    const lastDot = lastSegmentStart(id);
+    const parentId = id.slice(0, lastDot);
+    const segment = id.slice(lastDot + 1);
+    const colon = segment.indexOf(':');
+    if (colon >= 0) {
+      const sliced = byId.get(`${parentId}.${segment.slice(0, colon)}`);
+      if (sliced) {
+        rule.sliceName = segment.slice(colon + 1);
+        sliced.slices.push(rule);
+        continue;
+      }
+    }
+    byId.get(parentId)?.children.push(rule);
+  }
+  if (!root) throw new Error(`StructureDefinition ${sd.url} has no root element`);
+  for (const rule of byId.values()) {
+    if (rule.contentReference) {
+      const target = byId.get(rule.contentReference.replace(/^.*#/, ''));
+      if (target) rule.children = target.children;
+    }
+  }
+  return root;
+}
+
+/** Index of the dot before the last segment, ignoring dots inside slice names (`ext:a.b`). */
+function lastSegmentStart(id: string): number {
+  let depth = 0;
+  for (let i = id.length - 1; i >= 0; i--) {
+    const c = id[i];
+    if (c === '.' && depth === 0) return i;
+    if (c === ':') depth = 0;
+  }
+  return -1;
+}
+
+function toRule(el: fhir4.ElementDefinition, id: string): ElementRule {
+  const rec = el as unknown as Record<string, unknown>;
+  let fixed: unknown;
+  let pattern: unknown;
+  for (const key of Object.keys(rec)) {
+    if (key.startsWith('fixed')) fixed = rec[key];
+    else if (key.startsWith('pattern')) pattern = rec[key];
+  }
+  const name = el.path.slice(el.path.lastIndexOf('.') + 1);
+  return {
+    id,
+    name,
+    min: el.min ?? 0,
+    max: el.max === undefined || el.max === '*' ? Infinity : Number(el.max),
+    types: (el.type ?? []).map((t) => ({
+      code: t.code === SYSTEM_STRING ? 'string' : t.code,
+      profiles: t.profile ?? [],
+      targetProfiles: t.targetProfile ?? [],
+    })),
+    fixed,
+    pattern,
+    binding: el.binding?.strength ? { strength: el.binding.strength, valueSet: el.binding.valueSet } : undefined,
+    children: [],
+    slicing: el.slicing
+      ? {
+          discriminators: (el.slicing.discriminator ?? []).map((d) => ({ type: d.type, path: d.path })),
+          rules: el.slicing.rules,
+        }
+      : undefined,
+    slices: [],
+    contentReference: el.contentReference,
+  };
+}
+
+/** A path built only when an issue needs it: most elements are valid and never print theirs. */
+type LazyPath = () => string;
+
+const at = (parent: LazyPath, key: string, index: number | undefined): LazyPath => () =>
+  index === undefined ? `${parent()}.${key}` : `${parent()}.${key}[${index}]`;
+
+interface Occurrence {
+  value: unknown;
+  /** The JSON key it was found under (`valueQuantity` for `value[x]`). */
+  key: string;
+  /** The type the key names, for choice elements. */
+  type?: string;
+  index?: number;
+  path: LazyPath;
+}
+
+export class ProfileChecker {
+  constructor(
+    private readonly root: ElementRule,
+    private readonly ctx: ProfileContext,
+  ) {}
+
+  check(resource: unknown, issues: ValidationIssue[], rootPath: string): void {
+    if (!isObject(resource)) return;
+    this.checkChildren(this.root, resource, () => rootPath, issues, 0);
+  }
+
+  private checkChildren(rule: ElementRule, value: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[], depth: number): void {
+    if (depth > 64) return;
+    const children = rule.children.length ? rule.children : this.datatypeChildren(rule);
+    for (const child of children) {
+      const occurrences = this.collect(child, value, path, issues);
+      const count = occurrences.length;
+      if (count < child.min) {
+        issues.push({
+          severity: 'error',
+          code: 'required',
+          diagnostics: `${child.name} is required${child.min > 1 ? ` at least ${child.min} times` : ''}, but ${count === 0 ? 'is missing' : `appears ${count} time(s)`}`,
+          expression: `${path()}.${child.name}`,
+        });
+      }
+      if (count > child.max) {
+        issues.push({
+          severity: 'error',
+          code: 'invalid',
+          diagnostics: `${child.name} may appear at most ${child.max} time(s), but appears ${count} times`,
+          expression: `${path()}.${child.name}`,
+        });
+      }
+      if (count === 0) continue;
+      const sliceOf = child.slicing && child.slices.length ? this.assignSlices(child, occurrences, path, issues) : undefined;
+      for (let i = 0; i < occurrences.length; i++) {
+        const occ = occurrences[i];
+        const slice = sliceOf?.[i];
+        const target = slice && slice.children.length ? slice : child;
+        this.checkValue(target, occ, issues, depth);
+        if (slice && target !== slice) this.checkRuleValue(slice, occ, issues);
+      }
+    }
+  }
+
+  /** The children of a complex element the snapshot does not expand: those of its datatype's definition. */
+  private datatypeChildren(rule: ElementRule): ElementRule[] {
+    if (rule.types.length !== 1) return [];
+    const code = rule.types[0].code;
+    if (PRIMITIVE_RE.test(code) || code === 'Resource' || code === 'BackboneElement' || code === 'Element') return [];
+    const profile = rule.types[0].profiles[0];
+    const rules = (profile && this.ctx.profileRules(profile)) || this.ctx.typeRules(code);
+    return rules?.children ?? [];
+  }
+
+  private collect(child: ElementRule, value: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[]): Occurrence[] {
+    const out: Occurrence[] = [];
+    if (child.name.endsWith('[x]')) {
+      const base = child.name.slice(0, -3);
+      for (const key of Object.keys(value)) {
+        if (key.length <= base.length || !key.startsWith(base)) continue;
+        const suffix = key.slice(base.length);
+        if (!/^[A-Z]/.test(suffix)) continue;
+        const allowed = child.types.find((t) => t.code.toLowerCase() === suffix.toLowerCase());
+        if (!allowed) {
+          if (child.types.length) {
+            issues.push({
+              severity: 'error',
+              code: 'invalid',
+              diagnostics: `${key} is not allowed here; ${base}[x] may be ${child.types.map((t) => `${base}${capitalize(t.code)}`).join(', ')}`,
+              expression: `${path()}.${key}`,
+            });
+          }
+          continue;
+        }
+        push(out, value[key], key, path, allowed.code);
+      }
+      return out;
+    }
+    const direct = value[child.name];
+    if (direct !== undefined) push(out, direct, child.name, path);
+    else if (value[`_${child.name}`] !== undefined) push(out, value[`_${child.name}`], child.name, path);
+    return out;
+  }
+
+  /** Gives each occurrence the slice it belongs to (undefined: none) and checks each slice's cardinality. */
+  private assignSlices(rule: ElementRule, occurrences: Occurrence[], path: LazyPath, issues: ValidationIssue[]): (ElementRule | undefined)[] {
+    const slicing = rule.slicing!;
+    const assigned = occurrences.map((occ) => rule.slices.find((slice) => this.matchesSlice(slice, slicing, occ.value)));
+    for (const slice of rule.slices) {
+      const n = assigned.filter((s) => s === slice).length;
+      if (n < slice.min) {
+        issues.push({
+          severity: 'error',
+          code: 'required',
+          diagnostics: `${rule.name} needs ${slice.min > 1 ? `at least ${slice.min} entries` : 'an entry'} matching slice '${slice.sliceName}'${describeSlice(slice, slicing)}, but has ${n}`,
+          expression: `${path()}.${rule.name}`,
+        });
+      }
+      if (n > slice.max) {
+        issues.push({
+          severity: 'error',
+          code: 'invalid',
+          diagnostics: `${rule.name} may have at most ${slice.max} entr${slice.max === 1 ? 'y' : 'ies'} matching slice '${slice.sliceName}', but has ${n}`,
+          expression: `${path()}.${rule.name}`,
+        });
+      }
+    }
+    if (slicing.rules === 'closed') {
+      assigned.forEach((slice, i) => {
+        if (!slice) {
+          issues.push({
+            severity: 'error',
+            code: 'invalid',
+            diagnostics: `This ${rule.name} matches none of the slices allowed here (the slicing is closed)`,
+            expression: occurrences[i].path(),
+          });
+        }
+      });
+    }
+    return assigned;
+  }
+
+  private matchesSlice(slice: ElementRule, slicing: NonNullable<ElementRule['slicing']>, value: unknown): boolean {
+    if (slicing.discriminators.length === 0) return false;
+    return slicing.discriminators.every((d) => {
+      if (d.type === 'value' || d.type === 'pattern') {
+        const expected = discriminatorValue(slice, d.path);
+        if (!expected) return false;
+        const actual = d.path === '$this' ? [value] : valuesAtPath(value, d.path);
+        return actual.some((v) => (expected.exact ? deepEqual(v, expected.value) : containsPattern(v, expected.value)));
+      }
+      if (d.type === 'type') {
+        return isObject(value) && slice.types.some((t) => (value as { resourceType?: unknown }).resourceType === t.code);
+      }
+      if (d.type === 'exists') {
+        const present = valuesAtPath(value, d.path).length > 0;
+        const expects = slice.min > 0 || slice.children.some((c) => c.name === d.path && c.min > 0);
+        return present === expects;
+      }
+      return false;
+    });
+  }
+
+  private checkValue(rule: ElementRule, occ: Occurrence, issues: ValidationIssue[], depth: number): void {
+    this.checkRuleValue(rule, occ, issues);
+    const type = occ.type ?? (rule.types.length === 1 ? rule.types[0].code : undefined);
+    const value = occ.value;
+    if (!isObject(value)) return;
+    if (type === 'Coding') this.ctx.checkCoding(value, occ.path, issues);
+    if (type === 'Identifier') this.ctx.checkIdentifier(value, occ.path, issues);
+    if (type === 'Reference') this.checkReferenceTarget(rule, value, occ.path, issues);
+    if (type === 'Extension') {
+      this.checkExtension(rule, value, occ, issues, depth);
+      return;
+    }
+    if (type === 'Resource' || (rule.types.length === 0 && rule.children.length === 0)) return;
+    if (occ.type && rule.children.length === 0) {
+      const typed = this.ctx.typeRules(occ.type);
+      if (typed) this.checkChildren(typed, value, occ.path, issues, depth + 1);
+      return;
+    }
+    this.checkChildren(rule, value, occ.path, issues, depth + 1);
+  }
+
+  /** Fixed and pattern values and bindings: rules that hold for the value whatever its children. */
+  private checkRuleValue(rule: ElementRule, occ: Occurrence, issues: ValidationIssue[]): void {
+    const value = occ.value;
+    if (rule.fixed !== undefined && !deepEqual(value, rule.fixed)) {
+      issues.push({
+        severity: 'error',
+        code: 'value',
+        diagnostics: `must be exactly ${JSON.stringify(rule.fixed)}`,
+        expression: occ.path(),
+      });
+    } else if (rule.pattern !== undefined && !containsPattern(value, rule.pattern)) {
+      issues.push({
+        severity: 'error',
+        code: 'value',
+        diagnostics: `must match ${JSON.stringify(rule.pattern)}`,
+        expression: occ.path(),
+      });
+    }
+    if (rule.binding?.valueSet) {
+      const type = occ.type ?? rule.types[0]?.code;
+      if (type === 'code' && typeof value === 'string') {
+        this.ctx.checkBinding(rule.binding, [{ code: value }], 'code', occ.path, issues);
+      } else if (type === 'Coding' && isObject(value)) {
+        this.ctx.checkBinding(rule.binding, [value as { system?: string; code?: string }], 'coding', occ.path, issues);
+      } else if (type === 'CodeableConcept' && isObject(value)) {
+        const codings = Array.isArray(value.coding) ? value.coding.filter(isObject) : [];
+        if (codings.length) this.ctx.checkBinding(rule.binding, codings as { system?: string; code?: string }[], 'concept', occ.path, issues);
+      } else if (type === 'Quantity' && isObject(value) && typeof value.code === 'string') {
+        this.ctx.checkBinding(rule.binding, [value as { system?: string; code?: string }], 'coding', occ.path, issues);
+      }
+    }
+  }
+
+  private checkReferenceTarget(rule: ElementRule, ref: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[]): void {
+    const targets = rule.types.find((t) => t.code === 'Reference')?.targetProfiles ?? [];
+    if (targets.length === 0) return;
+    const allowed = targets.map((url) => this.ctx.profileType(url) ?? url.slice(url.lastIndexOf('/') + 1));
+    if (allowed.includes('Resource')) return;
+    const named = typeof ref.reference === 'string' ? parseReference(ref.reference)?.type : undefined;
+    const actual = named ?? (typeof ref.type === 'string' ? ref.type : undefined);
+    if (actual !== undefined && !allowed.includes(actual)) {
+      issues.push({
+        severity: 'error',
+        code: 'invalid',
+        diagnostics: `refers to a ${actual}, but must refer to ${allowed.join(' or ')}`,
+        expression: `${path()}.reference`,
+      });
+    }
+  }
+
+  /** An extension is checked against its own definition when that is shipped; unknown ones are allowed. */
+  private checkExtension(rule: ElementRule, ext: Record<string, unknown>, occ: Occurrence, issues: ValidationIssue[], depth: number): void {
+    const url = typeof ext.url === 'string' ? ext.url : undefined;
+    const profile = rule.types[0]?.profiles[0] ?? url;
+    const defined = profile ? this.ctx.profileRules(profile) : undefined;
+    if (defined) {
+      this.checkChildren(defined, ext, occ.path, issues, depth + 1);
+      return;
+    }
+    const base = this.ctx.typeRules('Extension');
+    if (base) this.checkChildren(base, ext, occ.path, issues, depth + 1);
+  }
+}
+
+function push(out: Occurrence[], raw: unknown, key: string, parent: LazyPath, type?: string): void {
+  if (Array.isArray(raw)) {
+    raw.forEach((value, index) => {
+      if (value !== null && value !== undefined) out.push({ value, key, type, index, path: at(parent, key, index) });
+    });
+  } else if (raw !== null) {
+    out.push({ value: raw, key, type, path: at(parent, key, undefined) });
+  }
+}
+
+/** The fixed (exact) or pattern value a slice gives the element at `path` below it. */
+function discriminatorValue(slice: ElementRule, path: string): { value: unknown; exact: boolean } | undefined {
+  let rule: ElementRule | undefined = slice;
+  if (path !== '$this') {
+    for (const step of path.split('.')) {
+      rule = rule?.children.find((c) => c.name === step || c.name === `${step}[x]`);
+    }
+  }
+  if (rule?.fixed !== undefined) return { value: rule.fixed, exact: true };
+  if (rule?.pattern !== undefined) return { value: rule.pattern, exact: false };
+  // Extensions sliced by url: the url is the slice's extension profile.
+  if (path === 'url' && slice.types[0]?.profiles[0]) return { value: slice.types[0].profiles[0], exact: true };
+  return undefined;
+}
+
+function describeSlice(slice: ElementRule, slicing: NonNullable<ElementRule['slicing']>): string {
+  const parts = slicing.discriminators
+    .map((d) => {
+      const v = discriminatorValue(slice, d.path)?.value;
+      return v === undefined ? undefined : `${d.path} = ${typeof v === 'string' ? v : JSON.stringify(v)}`;
+    })
+    .filter(Boolean);
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
+function valuesAtPath(value: unknown, path: string): unknown[] {
+  let current: unknown[] = [value];
+  for (const step of path.split('.')) {
+    const next: unknown[] = [];
+    for (const node of current) {
+      if (!isObject(node)) continue;
+      const v = node[step];
+      if (Array.isArray(v)) next.push(...v);
+      else if (v !== undefined && v !== null) next.push(v);
+    }
+    current = next;
+  }
+  return current;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function capitalize(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+export function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
+  if (isObject(a) && isObject(b)) {
+    const ka = Object.keys(a);
+    return ka.length === Object.keys(b).length && ka.every((k) => deepEqual(a[k], b[k]));
+  }
+  return false;
+}
+
+/** FHIR pattern semantics: everything in the pattern is in the value; each pattern array item matches some value item. */
+export function containsPattern(value: unknown, pattern: unknown): boolean {
+  if (Array.isArray(pattern)) {
+    return Array.isArray(value) && pattern.every((p) => value.some((v) => containsPattern(v, p)));
+  }
+  if (isObject(pattern)) {
+    return isObject(value) && Object.entries(pattern).every(([k, p]) => containsPattern(value[k], p));
+  }
+  return value === pattern;
+}
