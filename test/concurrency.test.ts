@@ -8,9 +8,9 @@ import { patient, referral } from './fixtures';
 
 describeEachStore('concurrency', (h) => {
   it('50 concurrent identical conditional creates leave exactly one resource', async () => {
-    const ifNoneExist = 'identifier=https://fhir.nhs.uk/Id/nhs-number|9730675991';
+    const ifNoneExist = 'identifier=https://fhir.nhs.uk/Id/nhs-number|9449310351';
     const results = await Promise.all(
-      Array.from({ length: 50 }, () => h.request('POST', '/Patient', patient('9730675991'), { 'if-none-exist': ifNoneExist })),
+      Array.from({ length: 50 }, () => h.request('POST', '/Patient', patient('9449310351'), { 'if-none-exist': ifNoneExist })),
     );
     const statuses = results.map((r) => r.status).sort();
     expect(statuses.filter((s) => s === 201)).toHaveLength(1);

@@ -5,7 +5,7 @@ export const SNOMED = 'http://snomed.info/sct';
 export const REFERRAL_CODE = '871731000000106'; // Referral to social prescribing service
 
 /** NHS numbers that pass the Modulus 11 check (NHS England test ranges start 999). */
-export const NHS_NUMBERS = ['9000000009', '9434765919', '9449306060', '9449310475', '9730675991'];
+export const NHS_NUMBERS = ['9000000009', '9434765919', '9449306060', '9449310475', '9449310351'];
 
 export function patient(nhsNumber = NHS_NUMBERS[0], extra: Partial<fhir4.Patient> = {}): fhir4.Patient {
   return {
@@ -51,11 +51,23 @@ export function wellbeing(patientRef: string, score: number, extra: Partial<fhir
 export function carePlan(patientRef: string, referralRef: string): fhir4.CarePlan {
   return {
     resourceType: 'CarePlan',
+    // R4 CarePlan.basedOn may only name another CarePlan: the referral is linked with the R5 basedOn extension.
+    extension: [{ url: 'http://hl7.org/fhir/5.0/StructureDefinition/extension-CarePlan.basedOn', valueReference: { reference: referralRef } }],
     status: 'active',
     intent: 'plan',
     subject: { reference: patientRef },
-    basedOn: [{ reference: referralRef }],
     period: { start: '2026-03-20' },
     title: 'Personalised care and support plan',
+  };
+}
+
+export function task(patientRef: string, referralRef: string, status: fhir4.Task['status'] = 'requested'): fhir4.Task {
+  return {
+    resourceType: 'Task',
+    status,
+    intent: 'order',
+    focus: { reference: referralRef },
+    for: { reference: patientRef },
+    authoredOn: '2026-03-14T10:30:00Z',
   };
 }

@@ -97,7 +97,29 @@ async function batch(
 
 const ORDER: Record<string, number> = { DELETE: 0, POST: 1, PUT: 2, GET: 3, HEAD: 3 };
 
+/** Validates every resource in a transaction before anything is written, and reports all their issues together. */
+function validateEntries(router: FhirRouter, entries: Entry[]): void {
+  const failures: FhirError[] = [];
+  for (const e of entries) {
+    if ((e.request.method !== 'POST' && e.request.method !== 'PUT') || !e.type || !/^[A-Z][A-Za-z]+$/.test(e.type)) continue;
+    try {
+      router.checkWrite(e.type, e.request.body, `Bundle.entry[${e.index}].resource`);
+    } catch (err) {
+      if (!(err instanceof FhirError)) throw err;
+      failures.push(err.code === 'SPB_WRONG_RESOURCE_TYPE' || err.code === 'SPB_INVALID_ID' ? inEntry(err, e.index) : err);
+    }
+  }
+  if (failures.length === 0) return;
+  const malformed = failures.some((f) => f.status === 400);
+  const outcome: fhir4.OperationOutcome = {
+    resourceType: 'OperationOutcome',
+    issue: failures.flatMap((f) => f.outcome.issue).filter((i) => i.severity === 'error' || i.severity === 'fatal' || failures.length === 1),
+  };
+  throw new FhirError(malformed ? 'SPB_INVALID_RESOURCE' : 'SPB_UNPROCESSABLE', failures[0].message, { outcome });
+}
+
 async function transaction(router: FhirRouter, repo: Repository, original: Entry[], ctx: RequestContext): Promise<FhirResponse> {
+  validateEntries(router, original);
   const fullUrls = new Set<string>();
   for (const e of original) {
     if (e.fullUrl === undefined) continue;

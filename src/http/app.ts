@@ -9,7 +9,9 @@ import type { FhirResponse } from '../fhir/types';
 import { parsePrefer, parseQuery } from '../fhir/types';
 import type { Database } from '../storage';
 import { Repository } from '../storage';
+import { getTerminologyResources } from '../terminology/resources';
 import type { ResourceValidator } from '../validation/types';
+import { getValidator } from '../validation/validator';
 import { mediaTypes, responseType } from './content';
 import { toErrorResponse } from './errors';
 
@@ -17,14 +19,19 @@ export interface AppOptions {
   config: Pick<Config, 'baseUrl' | 'bodyLimitBytes'>;
   db: Database;
   logger: FastifyBaseLogger;
+  /** Defaults to the validator over the shipped profiles and terminology. */
   validator?: ResourceValidator;
+  /** Defaults to the shipped terminology and StructureDefinitions. */
   conformance?: ConformanceSource[];
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** The HTTP face of sp-bridge: turns requests into FhirRequests for the router and its answers into responses. */
-export async function buildApp({ config, db, logger, validator = { validate: () => [] }, conformance = [] }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config, db, logger } = options;
+  const validator = options.validator ?? getValidator();
+  const conformance = options.conformance ?? [getTerminologyResources(), getValidator().structureDefinitions];
   const app = Fastify({
     loggerInstance: logger,
     // Fastify's own two lines per request would log query strings; onResponse below logs one safe line.

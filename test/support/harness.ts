@@ -6,7 +6,6 @@ import { buildApp } from '../../src/http/app';
 import { createLogger } from '../../src/http/logging';
 import { openPglite, openPostgres, type Database } from '../../src/storage/db';
 import { migrate } from '../../src/storage/migrations';
-import { getTerminologyResources } from '../../src/terminology/resources';
 
 export type StoreName = 'pglite' | 'postgres';
 
@@ -62,7 +61,6 @@ export class Harness {
       config: { bodyLimitBytes: 1024 * 1024 },
       db: this.db,
       logger: createLogger('info', sink),
-      conformance: [getTerminologyResources()],
     });
   }
 
