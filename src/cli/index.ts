@@ -1,0 +1,23 @@
+import { validateCommand } from './validate';
+
+const USAGE = `Usage: sp-bridge <command> [options]
+
+Commands:
+  validate <file|dir ...>   validate FHIR resources and Bundles offline (sp-bridge validate --help)`;
+
+/** The `sp-bridge` command line; returns the process exit code. */
+export function main(argv: string[], out: (line: string) => void = (line) => process.stdout.write(`${line}\n`)): number {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'validate':
+      return validateCommand(rest, out);
+    case undefined:
+    case '--help':
+    case 'help':
+      out(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      out(`Unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}
