@@ -201,6 +201,11 @@ describeEachStore('RESTful interactions', (h) => {
       expect.arrayContaining(['read', 'vread', 'update', 'delete', 'create', 'search-type', 'history-instance']),
     );
     expect(sr.conditionalCreate).toBe(true);
+    expect(sr.operation.map((o: { name: string }) => o.name)).toContain('validate');
+    const codeSystem = res.json.rest[0].resource.find((r: { type: string }) => r.type === 'CodeSystem');
+    expect(codeSystem.interaction.map((i: { code: string }) => i.code)).toEqual(['read', 'search-type']);
+    expect(codeSystem.operation.map((o: { name: string }) => o.name)).toEqual(expect.arrayContaining(['lookup', 'subsumes']));
+    expect(types).toEqual(expect.arrayContaining(['ValueSet', 'StructureDefinition']));
     expect(res.json.rest[0].interaction.map((i: { code: string }) => i.code)).toEqual(
       expect.arrayContaining(['transaction', 'batch']),
     );

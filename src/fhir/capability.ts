@@ -1,7 +1,17 @@
 import type { RequestContext } from './types';
 
 import { version } from '../../package.json';
+import type { OperationDefinition } from './operations/operation';
 import { resourceTypes } from './registry';
+
+/** The HL7 OperationDefinition ids of the operations served. */
+const OPERATION_DEFINITIONS: Record<string, string> = {
+  validate: 'Resource-validate',
+  lookup: 'CodeSystem-lookup',
+  'validate-code': 'ValueSet-validate-code',
+  expand: 'ValueSet-expand',
+  subsumes: 'CodeSystem-subsumes',
+};
 
 const STARTED = new Date().toISOString();
 
@@ -11,7 +21,14 @@ const COMMON_SEARCH: fhir4.CapabilityStatementRestResourceSearchParam[] = [
 ];
 
 /** The CapabilityStatement (http://hl7.org/fhir/R4/capabilitystatement.html), generated from the registry. */
-export function capabilityStatement(ctx: RequestContext): fhir4.CapabilityStatement {
+export function capabilityStatement(
+  ctx: RequestContext,
+  served: { operations: OperationDefinition[]; conformanceTypes: string[] },
+): fhir4.CapabilityStatement {
+  const operationsFor = (level: 'system' | 'type' | 'instance', type?: string) =>
+    served.operations
+      .filter((op) => op.levels.includes(level) && (type === undefined || op.types(type)))
+      .map((op) => ({ name: op.name, definition: `http://hl7.org/fhir/OperationDefinition/${OPERATION_DEFINITIONS[op.name] ?? op.name}` }));
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',
@@ -26,7 +43,8 @@ export function capabilityStatement(ctx: RequestContext): fhir4.CapabilityStatem
       {
         mode: 'server',
         interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'history-system' }],
-        resource: resourceTypes.map((def) => ({
+        resource: [
+          ...resourceTypes.map((def): fhir4.CapabilityStatementRestResource => ({
           type: def.type as fhir4.CapabilityStatementRestResource['type'],
           documentation: def.description,
           interaction: (
@@ -49,7 +67,15 @@ export function capabilityStatement(ctx: RequestContext): fhir4.CapabilityStatem
             ...COMMON_SEARCH,
             ...def.searchParams.map((sp) => ({ name: sp.name, type: sp.type, documentation: sp.description })),
           ],
-        })),
+          operation: operationsFor('type', def.type),
+          })),
+          ...served.conformanceTypes.map((type): fhir4.CapabilityStatementRestResource => ({
+            type: type as fhir4.CapabilityStatementRestResource['type'],
+            documentation: 'Read-only: shipped with sp-bridge',
+            interaction: (['read', 'search-type'] as const).map((code) => ({ code })),
+            operation: operationsFor('type', type),
+          })),
+        ],
       },
     ],
   };

@@ -47,7 +47,13 @@ export class FhirRouter {
       return only(method, ['POST'], () => processBundle(this, repo, req, ctx));
     }
     if (first === 'metadata' && segments.length === 1) {
-      return only(method, ['GET'], async () => ({ status: 200, body: capabilityStatement(ctx) }));
+      return only(method, ['GET'], async () => ({
+        status: 200,
+        body: capabilityStatement(ctx, {
+          operations: this.options.operations,
+          conformanceTypes: this.options.conformance.flatMap((c) => c.types),
+        }),
+      }));
     }
     if (first === '_history' && segments.length === 1) {
       return only(method, ['GET'], () => interactions.history(repo, req, ctx));
