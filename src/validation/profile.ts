@@ -25,6 +25,41 @@ export interface ElementRule {
   sliceName?: string;
   /** `#Questionnaire.item`: this element's children are those of another element. */
   contentReference?: string;
+  /** For `name[x]`: the JSON key of each allowed type. */
+  choice?: { base: string; keys: [key: string, type: string][] };
+  /** `_name`, where a primitive's id and extensions go. */
+  extensionKey: string;
+  /** Set by linkDatatypes: the rules of the element's one complex datatype (or its profile). */
+  datatype?: ElementRule;
+  /** Set by linkDatatypes: for a choice element, the rules of each complex type it allows. */
+  choiceTypes?: Map<string, ElementRule>;
+  /** Set by linkDatatypes on rules with children: which child each JSON key belongs to. */
+  keys?: ChildKeys;
+  /** Set by linkDatatypes on Reference rules with target profiles: the resource types they allow. */
+  targetTypes?: string[];
+}
+
+interface ChildKeys {
+  byKey: Map<string, { rule: ElementRule; type?: string; extension: boolean }>;
+  choices: ElementRule[];
+}
+
+function indexChildren(children: ElementRule[]): ChildKeys {
+  const byKey: ChildKeys['byKey'] = new Map();
+  const choices: ElementRule[] = [];
+  for (const rule of children) {
+    if (rule.choice) {
+      choices.push(rule);
+      for (const [key, type] of rule.choice.keys) {
+        byKey.set(key, { rule, type, extension: false });
+        byKey.set(`_${key}`, { rule, type, extension: true });
+      }
+    } else {
+      byKey.set(rule.name, { rule, extension: false });
+      byKey.set(rule.extensionKey, { rule, extension: true });
+    }
+  }
+  return { byKey, choices };
 }
 
 /** What the profile layer needs from the rest of the validator. */
@@ -50,6 +85,37 @@ export interface ProfileContext {
 
 const PRIMITIVE_RE = /^[a-z]/;
 const SYSTEM_STRING = 'http://hl7.org/fhirpath/System.String';
+
+const isComplex = (code: string) => !PRIMITIVE_RE.test(code) && code !== 'Resource' && code !== 'BackboneElement' && code !== 'Element';
+
+/**
+ * Links every rule to the rules of its complex datatype, once, after all definitions are compiled, so the
+ * check path never looks a type up by name.
+ */
+export function linkDatatypes(roots: Iterable<ElementRule>, ctx: Pick<ProfileContext, 'typeRules' | 'profileRules' | 'profileType'>): void {
+  const seen = new Set<ElementRule>();
+  const visit = (rule: ElementRule) => {
+    if (seen.has(rule)) return;
+    seen.add(rule);
+    if (rule.children.length === 0 && rule.types.length === 1 && isComplex(rule.types[0].code)) {
+      const profile = rule.types[0].profiles[0];
+      rule.datatype = (profile && ctx.profileRules(profile)) || ctx.typeRules(rule.types[0].code);
+    }
+    if (rule.choice) {
+      rule.choiceTypes = new Map();
+      for (const t of rule.types) {
+        const typed = isComplex(t.code) ? ctx.typeRules(t.code) : undefined;
+        if (typed) rule.choiceTypes.set(t.code, typed);
+      }
+    }
+    if (rule.children.length) rule.keys = indexChildren(rule.children);
+    const targets = rule.types.find((t) => t.code === 'Reference')?.targetProfiles ?? [];
+    if (targets.length) rule.targetTypes = targets.map((url) => ctx.profileType(url) ?? url.slice(url.lastIndexOf('/') + 1));
+    rule.children.forEach(visit);
+    rule.slices.forEach(visit);
+  };
+  for (const root of roots) visit(root);
+}
 
 /** Compiles a snapshot into its rule tree; the root rule stands for the resource (or datatype) itself. */
 export function compileSnapshot(sd: fhir4.StructureDefinition): ElementRule {
@@ -109,16 +175,24 @@ function toRule(el: fhir4.ElementDefinition, id: string): ElementRule {
     else if (key.startsWith('pattern')) pattern = rec[key];
   }
   const name = el.path.slice(el.path.lastIndexOf('.') + 1);
+  const types = (el.type ?? []).map((t) => ({
+    code: t.code === SYSTEM_STRING ? 'string' : t.code,
+    profiles: t.profile ?? [],
+    targetProfiles: t.targetProfile ?? [],
+  }));
+  let choice: ElementRule['choice'];
+  if (name.endsWith('[x]')) {
+    const base = name.slice(0, -3);
+    choice = { base, keys: types.map((t) => [base + capitalize(t.code), t.code]) };
+  }
   return {
     id,
     name,
     min: el.min ?? 0,
     max: el.max === undefined || el.max === '*' ? Infinity : Number(el.max),
-    types: (el.type ?? []).map((t) => ({
-      code: t.code === SYSTEM_STRING ? 'string' : t.code,
-      profiles: t.profile ?? [],
-      targetProfiles: t.targetProfile ?? [],
-    })),
+    types,
+    choice,
+    extensionKey: `_${name}`,
     fixed,
     pattern,
     binding: el.binding?.strength ? { strength: el.binding.strength, valueSet: el.binding.valueSet } : undefined,
@@ -133,6 +207,8 @@ function toRule(el: fhir4.ElementDefinition, id: string): ElementRule {
     contentReference: el.contentReference,
   };
 }
+
+const NONE: Occurrence[] = [];
 
 /** A path built only when an issue needs it: most elements are valid and never print theirs. */
 type LazyPath = () => string;
@@ -151,10 +227,14 @@ interface Occurrence {
 }
 
 export class ProfileChecker {
+  private readonly extensionRules: ElementRule | undefined;
+
   constructor(
     private readonly root: ElementRule,
     private readonly ctx: ProfileContext,
-  ) {}
+  ) {
+    this.extensionRules = ctx.typeRules('Extension');
+  }
 
   check(resource: unknown, issues: ValidationIssue[], rootPath: string): void {
     if (!isObject(resource)) return;
@@ -163,9 +243,11 @@ export class ProfileChecker {
 
   private checkChildren(rule: ElementRule, value: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[], depth: number): void {
     if (depth > 64) return;
-    const children = rule.children.length ? rule.children : this.datatypeChildren(rule);
-    for (const child of children) {
-      const occurrences = this.collect(child, value, path, issues);
+    const owner = rule.children.length ? rule : rule.datatype;
+    if (!owner?.keys) return;
+    const found = this.collect(owner.keys, value, path, issues);
+    for (const child of owner.children) {
+      const occurrences = found.get(child) ?? NONE;
       const count = occurrences.length;
       if (count < child.min) {
         issues.push({
@@ -195,44 +277,38 @@ export class ProfileChecker {
     }
   }
 
-  /** The children of a complex element the snapshot does not expand: those of its datatype's definition. */
-  private datatypeChildren(rule: ElementRule): ElementRule[] {
-    if (rule.types.length !== 1) return [];
-    const code = rule.types[0].code;
-    if (PRIMITIVE_RE.test(code) || code === 'Resource' || code === 'BackboneElement' || code === 'Element') return [];
-    const profile = rule.types[0].profiles[0];
-    const rules = (profile && this.ctx.profileRules(profile)) || this.ctx.typeRules(code);
-    return rules?.children ?? [];
+  /** The value's elements by the child rule they belong to; a choice type not allowed here is an error. */
+  private collect(keys: ChildKeys, value: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[]): Map<ElementRule, Occurrence[]> {
+    const found = new Map<ElementRule, Occurrence[]>();
+    for (const key in value) {
+      const hit = keys.byKey.get(key);
+      if (!hit) {
+        this.checkChoiceKey(keys, key, path, issues);
+        continue;
+      }
+      // `_x` alone (an id or extensions without a value) still makes the element present.
+      const name = hit.extension ? key.slice(1) : key;
+      if (hit.extension && value[name] !== undefined) continue;
+      let list = found.get(hit.rule);
+      if (!list) found.set(hit.rule, (list = []));
+      push(list, value[key], name, path, hit.type);
+    }
+    return found;
   }
 
-  private collect(child: ElementRule, value: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[]): Occurrence[] {
-    const out: Occurrence[] = [];
-    if (child.name.endsWith('[x]')) {
-      const base = child.name.slice(0, -3);
-      for (const key of Object.keys(value)) {
-        if (key.length <= base.length || !key.startsWith(base)) continue;
-        const suffix = key.slice(base.length);
-        if (!/^[A-Z]/.test(suffix)) continue;
-        const allowed = child.types.find((t) => t.code.toLowerCase() === suffix.toLowerCase());
-        if (!allowed) {
-          if (child.types.length) {
-            issues.push({
-              severity: 'error',
-              code: 'invalid',
-              diagnostics: `${key} is not allowed here; ${base}[x] may be ${child.types.map((t) => `${base}${capitalize(t.code)}`).join(', ')}`,
-              expression: `${path()}.${key}`,
-            });
-          }
-          continue;
-        }
-        push(out, value[key], key, path, allowed.code);
+  private checkChoiceKey(keys: ChildKeys, key: string, path: LazyPath, issues: ValidationIssue[]): void {
+    for (const rule of keys.choices) {
+      const { base, keys: allowed } = rule.choice!;
+      const c = key.charCodeAt(base.length);
+      if (key.length > base.length && key.startsWith(base) && c >= 65 && c <= 90) {
+        issues.push({
+          severity: 'error',
+          code: 'invalid',
+          diagnostics: `${key} is not allowed here; ${base}[x] may be ${allowed.map(([k]) => k).join(', ')}`,
+          expression: `${path()}.${key}`,
+        });
       }
-      return out;
     }
-    const direct = value[child.name];
-    if (direct !== undefined) push(out, direct, child.name, path);
-    else if (value[`_${child.name}`] !== undefined) push(out, value[`_${child.name}`], child.name, path);
-    return out;
   }
 
   /** Gives each occurrence the slice it belongs to (undefined: none) and checks each slice's cardinality. */
@@ -308,7 +384,7 @@ export class ProfileChecker {
     }
     if (type === 'Resource' || (rule.types.length === 0 && rule.children.length === 0)) return;
     if (occ.type && rule.children.length === 0) {
-      const typed = this.ctx.typeRules(occ.type);
+      const typed = rule.choiceTypes?.get(occ.type);
       if (typed) this.checkChildren(typed, value, occ.path, issues, depth + 1);
       return;
     }
@@ -349,10 +425,8 @@ export class ProfileChecker {
   }
 
   private checkReferenceTarget(rule: ElementRule, ref: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[]): void {
-    const targets = rule.types.find((t) => t.code === 'Reference')?.targetProfiles ?? [];
-    if (targets.length === 0) return;
-    const allowed = targets.map((url) => this.ctx.profileType(url) ?? url.slice(url.lastIndexOf('/') + 1));
-    if (allowed.includes('Resource')) return;
+    const allowed = rule.targetTypes;
+    if (!allowed || allowed.includes('Resource')) return;
     const named = typeof ref.reference === 'string' ? parseReference(ref.reference)?.type : undefined;
     const actual = named ?? (typeof ref.type === 'string' ? ref.type : undefined);
     if (actual !== undefined && !allowed.includes(actual)) {
@@ -374,8 +448,7 @@ export class ProfileChecker {
       this.checkChildren(defined, ext, occ.path, issues, depth + 1);
       return;
     }
-    const base = this.ctx.typeRules('Extension');
-    if (base) this.checkChildren(base, ext, occ.path, issues, depth + 1);
+    if (this.extensionRules) this.checkChildren(this.extensionRules, ext, occ.path, issues, depth + 1);
   }
 }
 

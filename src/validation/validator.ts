@@ -5,7 +5,7 @@ import { checkNhsNumber, NHS_NUMBER_SYSTEM } from '../terminology/nhs-number';
 import { checkSctid } from '../terminology/sctid';
 import { Definitions } from './definitions';
 import { compileInvariants, type InvariantChecker } from './invariants';
-import { compileSnapshot, ProfileChecker, type ElementRule, type ProfileContext } from './profile';
+import { compileSnapshot, linkDatatypes, ProfileChecker, type ElementRule, type ProfileContext } from './profile';
 import { createStructureValidator, type StructureValidator } from './structure';
 import type { ResourceValidator, ValidateOptions, ValidationIssue } from './types';
 
@@ -43,6 +43,8 @@ interface CompiledProfile {
 export class Validator implements ResourceValidator {
   private readonly profiles = new Map<string, CompiledProfile>();
   private readonly rulesByUrl = new Map<string, ElementRule>();
+  /** Known members of every bound value set, so a valid code is confirmed with one set lookup. */
+  private readonly members = new Map<string, { codes: Set<string>; pairs: Set<string> }>();
 
   private constructor(
     private readonly structure: StructureValidator,
@@ -54,6 +56,13 @@ export class Validator implements ResourceValidator {
       if (sd.snapshot?.element?.length) this.rulesByUrl.set(sd.url, compileSnapshot(sd));
     }
     const context = this.context();
+    linkDatatypes(this.rulesByUrl.values(), context);
+    for (const sd of definitions.all()) {
+      for (const el of sd.snapshot?.element ?? []) {
+        const url = el.binding?.valueSet;
+        if (url && !this.members.has(url)) this.indexMembers(url);
+      }
+    }
     for (const sd of definitions.all()) {
       const rules = this.rulesByUrl.get(sd.url);
       if (!rules || sd.kind !== 'resource') continue;
@@ -65,6 +74,24 @@ export class Validator implements ResourceValidator {
         invariants: compileInvariants(sd, (code) => definitions.base(code)),
       });
     }
+  }
+
+  private indexMembers(url: string): void {
+    const expansion = this.terminology.valueSetInfo(url) ? this.terminology.expand(url) : undefined;
+    if (!expansion) return;
+    const codes = new Set<string>();
+    const pairs = new Set<string>();
+    const add = (items: fhir4.ValueSetExpansionContains[] | undefined) => {
+      for (const c of items ?? []) {
+        if (c.code !== undefined && !c.inactive) {
+          codes.add(c.code);
+          pairs.add(`${c.system}|${c.code}`);
+        }
+        add(c.contains);
+      }
+    };
+    add(expansion.expansion?.contains);
+    this.members.set(url, { codes, pairs });
   }
 
   static load(options: ValidatorOptions = {}): Validator {
@@ -229,6 +256,10 @@ export class Validator implements ResourceValidator {
     issues: ValidationIssue[],
   ): void {
     if (!binding.valueSet) return;
+    const known = this.members.get(binding.valueSet);
+    if (known && (kind === 'code' ? known.codes.has(codings[0]?.code ?? '') : codings.some((c) => known.pairs.has(`${c.system}|${c.code}`)))) {
+      return;
+    }
     const value = kind === 'code' ? (codings[0]?.code ?? '') : kind === 'coding' ? (codings[0] as fhir4.Coding) : { coding: codings as fhir4.Coding[] };
     const result = this.terminology.checkBinding(binding.valueSet, binding.strength, value);
     if (result.status === 'member') return;
