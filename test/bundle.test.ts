@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describeEachStore, type Harness, type Reply } from './support/harness';
-import { carePlan, patient, referral, wellbeing } from './fixtures';
+import { CAREPLAN_BASED_ON_R5, carePlan, patient, referral, wellbeing, withNhsNumber } from './fixtures';
 
 /**
  * Transaction and batch Bundles (http://hl7.org/fhir/R4/http.html#transaction) through `POST /`. Every test
@@ -13,6 +13,11 @@ function scope(): string {
 
 function ident(system: string, value: string): fhir4.Identifier[] {
   return [{ system, value }];
+}
+
+/** A patient's identifiers: the NHS number SPPatient requires, and the test's own. */
+function pident(system: string, value: string): fhir4.Identifier[] {
+  return withNhsNumber(ident(system, value));
 }
 
 function urn(): string {
@@ -89,32 +94,42 @@ describeEachStore('transaction and batch Bundles', (h) => {
   describe('transaction', () => {
     it('creates Patient, ServiceRequest, CarePlan and Observation linked by urn:uuid fullUrls', async () => {
       const sys = scope();
-      const [p, sr, cp, obs] = [urn(), urn(), urn(), urn()];
+      const [p, sr, cp, obs, review] = [urn(), urn(), urn(), urn(), urn()];
+      // The plan names its referral in the R5 basedOn extension (R4 CarePlan.basedOn names only CarePlans); a
+      // review plan is based on the first plan.
       const plan: fhir4.CarePlan = {
         ...carePlan(p, sr),
         identifier: ident(sys, 'plan'),
         activity: [{ reference: { reference: sr } }],
       };
+      const reviewPlan: fhir4.CarePlan = { ...carePlan(p, sr), identifier: ident(sys, 'review'), basedOn: [{ reference: cp }] };
       // The Observation comes first: references may point forwards in the Bundle.
       const res = await transaction(h, [
         post({ ...wellbeing(p, 48), identifier: ident(sys, 'obs'), basedOn: [{ reference: cp }] }, obs),
-        post({ ...patient(), identifier: ident(sys, 'patient'), id: 'client-chosen' }, p),
+        post({ ...patient(), identifier: pident(sys, 'patient'), id: 'client-chosen' }, p),
         post(referral(p, { identifier: ident(sys, 'referral') }), sr),
         post(plan, cp),
+        post(reviewPlan, review),
       ]);
       expect(res.status).toBe(200);
       const out = res.json as fhir4.Bundle;
       expect(out.resourceType).toBe('Bundle');
       expect(out.type).toBe('transaction-response');
-      expect(out.entry).toHaveLength(4);
+      expect(out.entry).toHaveLength(5);
       for (const e of out.entry ?? []) {
         expect(e.response?.status).toMatch(/^201\b/);
         expect(e.response?.etag).toBe('W/"1"');
         expect(e.response?.location).toMatch(/\/_history\/1$/);
       }
       // Response entries are in request order.
-      expect((out.entry ?? []).map((e) => target(e).split('/')[0])).toEqual(['Observation', 'Patient', 'ServiceRequest', 'CarePlan']);
-      const [obsRef, pRef, srRef, cpRef] = (out.entry ?? []).map(target);
+      expect((out.entry ?? []).map((e) => target(e).split('/')[0])).toEqual([
+        'Observation',
+        'Patient',
+        'ServiceRequest',
+        'CarePlan',
+        'CarePlan',
+      ]);
+      const [obsRef, pRef, srRef, cpRef, reviewRef] = (out.entry ?? []).map(target);
       // A create ignores a client id.
       expect(pRef).not.toBe('Patient/client-chosen');
       expect((out.entry?.[2].resource as fhir4.ServiceRequest).subject.reference).toBe(pRef);
@@ -124,24 +139,29 @@ describeEachStore('transaction and batch Bundles', (h) => {
       expect(storedSr.json.subject.reference).toBe(pRef);
       const storedCp = await read(h, cpRef);
       expect(storedCp.json.subject.reference).toBe(pRef);
-      expect(storedCp.json.basedOn[0].reference).toBe(srRef);
+      expect(storedCp.json.extension).toEqual([{ url: CAREPLAN_BASED_ON_R5, valueReference: { reference: srRef } }]);
       expect(storedCp.json.activity[0].reference.reference).toBe(srRef);
+      const storedReview = await read(h, reviewRef);
+      expect(storedReview.json.subject.reference).toBe(pRef);
+      expect(storedReview.json.extension[0].valueReference.reference).toBe(srRef);
+      expect(storedReview.json.basedOn[0].reference).toBe(cpRef);
       const storedObs = await read(h, obsRef);
       expect(storedObs.json.subject.reference).toBe(pRef);
       expect(storedObs.json.basedOn[0].reference).toBe(cpRef);
-      expect((await read(h, pRef)).json.identifier).toEqual(ident(sys, 'patient'));
-      for (const r of [storedSr, storedCp, storedObs]) expect(r.body).not.toContain('urn:uuid');
+      expect((await read(h, pRef)).json.identifier).toEqual(pident(sys, 'patient'));
+      for (const r of [storedSr, storedCp, storedReview, storedObs]) expect(r.body).not.toContain('urn:uuid');
 
       // And the references are searchable.
       const pid = pRef.split('/')[1];
       expect(await found(h, 'ServiceRequest', `patient=${pid}`)).toEqual([srRef.split('/')[1]]);
-      expect(await found(h, 'CarePlan', `based-on=${srRef}`)).toEqual([cpRef.split('/')[1]]);
+      expect(await found(h, 'CarePlan', `based-on=${cpRef}`)).toEqual([reviewRef.split('/')[1]]);
+      expect(await found(h, 'Observation', `based-on=${cpRef}`)).toEqual([obsRef.split('/')[1]]);
       expect(await found(h, 'Observation', `subject=${pRef}`)).toEqual([obsRef.split('/')[1]]);
     });
 
     it('resolves conditional references (Type?criteria) in resources', async () => {
       const sys = scope();
-      const existing = await create(h, patient(undefined, { identifier: ident(sys, 'p') }));
+      const existing = await create(h, patient(undefined, { identifier: pident(sys, 'p') }));
       const res = await transaction(h, [post(referral(`Patient?identifier=${sys}|p`, { identifier: ident(sys, 'r') }))]);
       expect(res.status).toBe(200);
       const stored = await read(h, target(res.json.entry[0]));
@@ -169,10 +189,10 @@ describeEachStore('transaction and batch Bundles', (h) => {
       ];
       it.each(cases)('%s', async (_name, index, status, makeBad) => {
         const sys = scope();
-        const doomed = await create(h, patient(undefined, { identifier: ident(sys, 'doomed') }));
+        const doomed = await create(h, patient(undefined, { identifier: pident(sys, 'doomed') }));
         const p = urn();
         const good: fhir4.BundleEntry[] = [
-          post({ ...patient(), identifier: ident(sys, 'new') }, p),
+          post({ ...patient(), identifier: pident(sys, 'new') }, p),
           post(referral(p, { identifier: ident(sys, 'referral') })),
           del(`Patient/${doomed.id}`),
           post(wellbeing(p, 51, { identifier: ident(sys, 'obs') })),
@@ -189,11 +209,38 @@ describeEachStore('transaction and batch Bundles', (h) => {
       });
     });
 
+    it('resources that fail validation fail the transaction with every problem, each naming its entry, and store nothing', async () => {
+      const sys = scope();
+      const doomed = await create(h, patient(undefined, { identifier: pident(sys, 'doomed') }));
+      const p = urn();
+      // Observation.subject is optional in R4 but required by SPOutcomeMeasure.
+      const noSubject: fhir4.Observation = wellbeing(p, 50, { identifier: ident(sys, 'no-subject') });
+      delete (noSubject as Partial<fhir4.Observation>).subject;
+      const res = await transaction(h, [
+        post({ ...patient(), identifier: pident(sys, 'new') }, p),
+        post(referral(p, { identifier: ident(sys, 'bogus'), status: 'bogus' as fhir4.ServiceRequest['status'] })),
+        del(`Patient/${doomed.id}`),
+        post(referral(p, { identifier: ident(sys, 'fine') })),
+        post(noSubject),
+      ]);
+      expectOutcome(res, 422, 1);
+      const errors = (res.json as fhir4.OperationOutcome).issue.filter((i) => i.severity === 'error' || i.severity === 'fatal');
+      const where = errors.map((i) => (i.expression ?? [])[0]);
+      for (const expression of where) expect(expression).toMatch(/^Bundle\.entry\[(1|4)\]\.resource(\.|$)/);
+      const status = errors.find((i) => (i.expression ?? [])[0] === 'Bundle.entry[1].resource.status');
+      expect(status?.diagnostics).toContain('bogus');
+      expect(where).toContain('Bundle.entry[4].resource.subject');
+      expect(await inScope(h, 'Patient', sys)).toEqual([doomed.id]);
+      expect(await inScope(h, 'ServiceRequest', sys)).toEqual([]);
+      expect(await inScope(h, 'Observation', sys)).toEqual([]);
+      expect((await read(h, `Patient/${doomed.id}`)).json.meta.versionId).toBe('1');
+    });
+
     it('an unresolvable urn:uuid reference is 400 naming the entry, and stores nothing', async () => {
       const sys = scope();
       const p = urn();
       const res = await transaction(h, [
-        post({ ...patient(), identifier: ident(sys, 'p') }, p),
+        post({ ...patient(), identifier: pident(sys, 'p') }, p),
         post(referral(p, { identifier: ident(sys, 'r'), basedOn: [{ reference: urn() }] })),
       ]);
       expectOutcome(res, 400, 1);
@@ -206,8 +253,8 @@ describeEachStore('transaction and batch Bundles', (h) => {
       const sys = scope();
       const p = urn();
       const res = await transaction(h, [
-        post({ ...patient(), identifier: ident(sys, 'a') }, p),
-        post({ ...patient(), identifier: ident(sys, 'b') }, p),
+        post({ ...patient(), identifier: pident(sys, 'a') }, p),
+        post({ ...patient(), identifier: pident(sys, 'b') }, p),
       ]);
       expectOutcome(res, 400, 1);
       expect(await inScope(h, 'Patient', sys)).toEqual([]);
@@ -217,8 +264,8 @@ describeEachStore('transaction and batch Bundles', (h) => {
       const sys = scope();
       const id = randomUUID();
       const res = await transaction(h, [
-        put(`Patient/${id}`, { ...patient(), id, identifier: ident(sys, 'a') }),
-        put(`Patient/${id}`, { ...patient(), id, identifier: ident(sys, 'b') }),
+        put(`Patient/${id}`, { ...patient(), id, identifier: pident(sys, 'a') }),
+        put(`Patient/${id}`, { ...patient(), id, identifier: pident(sys, 'b') }),
       ]);
       expectOutcome(res, 400, 1);
       expect((await read(h, `Patient/${id}`)).status).toBe(404);
@@ -227,13 +274,13 @@ describeEachStore('transaction and batch Bundles', (h) => {
 
     it('conditional create (ifNoneExist) answers 200 with the existing resource and references resolve to it', async () => {
       const sys = scope();
-      const existing = await create(h, patient(undefined, { identifier: ident(sys, 'known') }));
+      const existing = await create(h, patient(undefined, { identifier: pident(sys, 'known') }));
       const send = () => {
         const [known, fresh] = [urn(), urn()];
         return transaction(h, [
-          post({ ...patient(), identifier: ident(sys, 'known'), gender: 'male' }, known, { ifNoneExist: `identifier=${sys}|known` }),
+          post({ ...patient(), identifier: pident(sys, 'known'), gender: 'male' }, known, { ifNoneExist: `identifier=${sys}|known` }),
           post(referral(known, { identifier: ident(sys, `for-known-${randomUUID()}`) })),
-          post({ ...patient(), identifier: ident(sys, 'fresh') }, fresh, { ifNoneExist: `identifier=${sys}|fresh` }),
+          post({ ...patient(), identifier: pident(sys, 'fresh') }, fresh, { ifNoneExist: `identifier=${sys}|fresh` }),
           post(referral(fresh, { identifier: ident(sys, `for-fresh-${randomUUID()}`) })),
         ]);
       };
@@ -267,11 +314,11 @@ describeEachStore('transaction and batch Bundles', (h) => {
 
     it('conditional create matching several resources fails the transaction', async () => {
       const sys = scope();
-      await create(h, patient(undefined, { identifier: ident(sys, 'twin') }));
-      await create(h, patient(undefined, { identifier: ident(sys, 'twin') }));
+      await create(h, patient(undefined, { identifier: pident(sys, 'twin') }));
+      await create(h, patient(undefined, { identifier: pident(sys, 'twin') }));
       const res = await transaction(h, [
         post(referral('Patient/x', { identifier: ident(sys, 'r') })),
-        post({ ...patient(), identifier: ident(sys, 'twin') }, urn(), { ifNoneExist: `identifier=${sys}|twin` }),
+        post({ ...patient(), identifier: pident(sys, 'twin') }, urn(), { ifNoneExist: `identifier=${sys}|twin` }),
       ]);
       expectOutcome(res, 412, 1);
       expect(await inScope(h, 'ServiceRequest', sys)).toEqual([]);
@@ -279,11 +326,11 @@ describeEachStore('transaction and batch Bundles', (h) => {
 
     it('conditional update PUT Type?identifier= updates the match, or creates when there is none', async () => {
       const sys = scope();
-      const existing = await create(h, patient(undefined, { identifier: ident(sys, 'known') }));
+      const existing = await create(h, patient(undefined, { identifier: pident(sys, 'known') }));
       const known = urn();
       const res = await transaction(h, [
-        { fullUrl: known, ...put(`Patient?identifier=${sys}|known`, { ...patient(), identifier: ident(sys, 'known'), gender: 'other' }) },
-        put(`Patient?identifier=${sys}|fresh`, { ...patient(), identifier: ident(sys, 'fresh') }),
+        { fullUrl: known, ...put(`Patient?identifier=${sys}|known`, { ...patient(), identifier: pident(sys, 'known'), gender: 'other' }) },
+        put(`Patient?identifier=${sys}|fresh`, { ...patient(), identifier: pident(sys, 'fresh') }),
         post(referral(known, { identifier: ident(sys, 'r') })),
       ]);
       expect(res.status).toBe(200);
@@ -301,9 +348,9 @@ describeEachStore('transaction and batch Bundles', (h) => {
 
     it('conditional update whose body id is not the matching resource is 400', async () => {
       const sys = scope();
-      const existing = await create(h, patient(undefined, { identifier: ident(sys, 'known') }));
+      const existing = await create(h, patient(undefined, { identifier: pident(sys, 'known') }));
       const res = await transaction(h, [
-        put(`Patient?identifier=${sys}|known`, { ...patient(), id: 'someone-else', identifier: ident(sys, 'known'), gender: 'male' }),
+        put(`Patient?identifier=${sys}|known`, { ...patient(), id: 'someone-else', identifier: pident(sys, 'known'), gender: 'male' }),
       ]);
       expectOutcome(res, 400, 0);
       expect((await read(h, `Patient/${existing.id}`)).json.meta.versionId).toBe('1');
@@ -312,9 +359,9 @@ describeEachStore('transaction and batch Bundles', (h) => {
 
     it('DELETE entries delete by id and by criteria', async () => {
       const sys = scope();
-      const a = await create(h, patient(undefined, { identifier: ident(sys, 'a') }));
-      const b = await create(h, patient(undefined, { identifier: ident(sys, 'b') }));
-      const c = await create(h, patient(undefined, { identifier: ident(sys, 'c') }));
+      const a = await create(h, patient(undefined, { identifier: pident(sys, 'a') }));
+      const b = await create(h, patient(undefined, { identifier: pident(sys, 'b') }));
+      const c = await create(h, patient(undefined, { identifier: pident(sys, 'c') }));
       const res = await transaction(h, [del(`Patient/${a.id}`), del(`Patient?identifier=${sys}|b`)]);
       expect(res.status).toBe(200);
       for (const e of res.json.entry as fhir4.BundleEntry[]) expect(e.response?.status).toMatch(/^(200|204)\b/);
@@ -325,13 +372,13 @@ describeEachStore('transaction and batch Bundles', (h) => {
 
     it('GET entries read and search, and see the writes of the same transaction', async () => {
       const sys = scope();
-      const other = await create(h, patient(undefined, { identifier: ident(sys, 'other') }));
+      const other = await create(h, patient(undefined, { identifier: pident(sys, 'other') }));
       const chosen = `chosen-${randomUUID()}`;
       const res = await transaction(h, [
         get(`Patient/${chosen}`),
         get(`Patient?identifier=${sys}|`),
         get(`Patient/${other.id}`),
-        put(`Patient/${chosen}`, { ...patient(), id: chosen, identifier: ident(sys, 'chosen') }),
+        put(`Patient/${chosen}`, { ...patient(), id: chosen, identifier: pident(sys, 'chosen') }),
       ]);
       expect(res.status).toBe(200);
       const e = res.json.entry as fhir4.BundleEntry[];
@@ -346,13 +393,13 @@ describeEachStore('transaction and batch Bundles', (h) => {
 
     it('processes DELETE, then POST, then PUT, then GET, whatever the order in the Bundle', async () => {
       const sys = scope();
-      const old = await create(h, patient(undefined, { identifier: ident(sys, 'x') }));
+      const old = await create(h, patient(undefined, { identifier: pident(sys, 'x') }));
       const chosen = `chosen-${randomUUID()}`;
       const res = await transaction(h, [
         get(`Patient?identifier=${sys}|x`),
-        put(`Patient/${chosen}`, { ...patient(), id: chosen, identifier: ident(sys, 'chosen') }),
+        put(`Patient/${chosen}`, { ...patient(), id: chosen, identifier: pident(sys, 'chosen') }),
         // If this ran before the DELETE, the DELETE would match two patients and fail.
-        post({ ...patient(), identifier: ident(sys, 'x') }),
+        post({ ...patient(), identifier: pident(sys, 'x') }),
         del(`Patient?identifier=${sys}|x`),
         get(`Patient/${chosen}`),
       ]);
@@ -370,7 +417,7 @@ describeEachStore('transaction and batch Bundles', (h) => {
 
     it('If-Match on an entry: the current version succeeds, a stale one fails the whole transaction with 412', async () => {
       const sys = scope();
-      const p = await create(h, patient(undefined, { identifier: ident(sys, 'p') }));
+      const p = await create(h, patient(undefined, { identifier: pident(sys, 'p') }));
       const v2 = await h.request('PUT', `/Patient/${p.id}`, { ...p, gender: 'male' });
       expect(v2.json.meta.versionId).toBe('2');
       const stale = await transaction(h, [
@@ -408,14 +455,14 @@ describeEachStore('transaction and batch Bundles', (h) => {
   describe('batch', () => {
     it('processes each entry on its own: per-entry statuses, and the good ones are stored', async () => {
       const sys = scope();
-      const existing = await create(h, patient(undefined, { identifier: ident(sys, 'existing') }));
+      const existing = await create(h, patient(undefined, { identifier: pident(sys, 'existing') }));
       const res = await h.request(
         'POST',
         '/',
         bundleOf('batch', [
-          post({ ...patient(), identifier: ident(sys, 'good') }),
+          post({ ...patient(), identifier: pident(sys, 'good') }),
           get(`Patient/${randomUUID()}`),
-          post(patient(undefined, { identifier: ident(sys, 'wrong-type') }), undefined, { url: 'ServiceRequest' }),
+          post(patient(undefined, { identifier: pident(sys, 'wrong-type') }), undefined, { url: 'ServiceRequest' }),
           post(referral(`Patient/${existing.id}`, { identifier: ident(sys, 'good-referral') })),
           put(`Patient/${existing.id}`, { ...existing, id: 'mismatch' }),
           get(`Medication/${randomUUID()}`),
@@ -424,7 +471,7 @@ describeEachStore('transaction and batch Bundles', (h) => {
           del(`Patient/${existing.id}`),
           { request: { method: 'PATCH', url: `Patient/${existing.id}` } } as unknown as fhir4.BundleEntry,
           { request: { method: 'POST', url: 'Patient' } },
-          post({ ...patient(), identifier: ident(sys, 'last') }),
+          post({ ...patient(), identifier: pident(sys, 'last') }),
         ]),
       );
       expect(res.status).toBe(200);
@@ -445,6 +492,53 @@ describeEachStore('transaction and batch Bundles', (h) => {
       expect(await inScope(h, 'ServiceRequest', sys)).toEqual([idOf(out.entry?.[3] as fhir4.BundleEntry)]);
       expect((await read(h, `Patient/${existing.id}`)).status).toBe(410);
     });
+
+    it('an entry that fails validation gets its own 422 with the problem, and the others are stored', async () => {
+      const sys = scope();
+      const existing = await create(h, patient(undefined, { identifier: pident(sys, 'existing') }));
+      const subject = `Patient/${existing.id}`;
+      const res = await h.request(
+        'POST',
+        '/',
+        bundleOf('batch', [
+          post({ ...patient(), identifier: pident(sys, 'good') }),
+          post(referral(subject, { identifier: ident(sys, 'bogus'), status: 'bogus' as fhir4.ServiceRequest['status'] })),
+          post(referral(subject, { identifier: ident(sys, 'good-referral') })),
+          // An update that drops the NHS number SPPatient requires.
+          put(subject, { ...existing, identifier: ident(sys, 'existing'), gender: 'male' }),
+          post(wellbeing(subject, 51, { identifier: ident(sys, 'good-obs') })),
+          // WEMWBS runs from 14 to 70 (invariant sp-om-wemwbs).
+          post(wellbeing(subject, 99, { identifier: ident(sys, 'out-of-range') })),
+        ]),
+      );
+      expect(res.status).toBe(200);
+      const out = res.json as fhir4.Bundle;
+      expect(out.type).toBe('batch-response');
+      const statuses = (out.entry ?? []).map((e) => Number(e.response?.status.slice(0, 3)));
+      expect(statuses).toEqual([201, 422, 201, 422, 201, 422]);
+      const errorsOf = (i: number) => {
+        const outcome = out.entry?.[i].response?.outcome as fhir4.OperationOutcome;
+        expect(outcome.resourceType).toBe('OperationOutcome');
+        const errors = outcome.issue.filter((issue) => issue.severity === 'error');
+        expect(errors.length).toBeGreaterThan(0);
+        return errors;
+      };
+      // Each outcome is about its own entry's resource (named from the resource or from the entry).
+      const at = (i: number, type: string, rest: string) => new RegExp(`^(${type}|Bundle\\.entry\\[${i}\\]\\.resource)${rest}$`);
+      const bogus = errorsOf(1);
+      expect(bogus.map((i) => i.expression?.[0])).toEqual([expect.stringMatching(at(1, 'ServiceRequest', '\\.status'))]);
+      expect(bogus[0].diagnostics).toContain('bogus');
+      expect(errorsOf(3).map((i) => i.expression?.[0])).toContainEqual(expect.stringMatching(at(3, 'Patient', '\\.identifier')));
+      expect(errorsOf(5).map((i) => i.diagnostics).join(' ')).toContain('sp-om-wemwbs');
+      expect(errorsOf(5).map((i) => i.expression?.[0])).toEqual([expect.stringMatching(at(5, 'Observation', ''))]);
+      // The good entries are stored; the refused ones are not, and the refused update left the patient as it was.
+      expect(await inScope(h, 'Patient', sys)).toEqual([existing.id, idOf(out.entry?.[0] as fhir4.BundleEntry)].sort());
+      expect(await inScope(h, 'ServiceRequest', sys)).toEqual([idOf(out.entry?.[2] as fhir4.BundleEntry)]);
+      expect(await inScope(h, 'Observation', sys)).toEqual([idOf(out.entry?.[4] as fhir4.BundleEntry)]);
+      const kept = await read(h, subject);
+      expect(kept.json.meta.versionId).toBe('1');
+      expect(kept.json.gender).toBe('female');
+    });
   });
 
   describe('what POST / refuses', () => {
@@ -455,7 +549,7 @@ describeEachStore('transaction and batch Bundles', (h) => {
         const res = await h.request('POST', '/', {
           resourceType: 'Bundle',
           type,
-          entry: [post({ ...patient(), identifier: ident(sys, 'p') })],
+          entry: [post({ ...patient(), identifier: pident(sys, 'p') })],
         });
         expectOutcome(res, 400);
         expect(res.json.issue[0].expression).toEqual(['Bundle.type']);
@@ -465,7 +559,7 @@ describeEachStore('transaction and batch Bundles', (h) => {
 
     it('a body that is not a Bundle is 400', async () => {
       const sys = scope();
-      expectOutcome(await h.request('POST', '/', { ...patient(), identifier: ident(sys, 'p') }), 400);
+      expectOutcome(await h.request('POST', '/', { ...patient(), identifier: pident(sys, 'p') }), 400);
       expectOutcome(await h.request('POST', '/', [bundleOf('transaction', [])]), 400);
       expectOutcome(await h.request('POST', '/', '"transaction"'), 400);
       expectOutcome(await h.request('POST', '/', { resourceType: 'Bundle', type: 'transaction', entry: {} }), 400);

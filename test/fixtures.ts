@@ -7,10 +7,34 @@ export const REFERRAL_CODE = '871731000000106'; // Referral to social prescribin
 /** NHS numbers that pass the Modulus 11 check (NHS England test ranges start 999). */
 export const NHS_NUMBERS = ['9000000009', '9434765919', '9449306060', '9449310475', '9449310351'];
 
+/** The identifier SPPatient requires (slice nhsNumber): the NHS number system and a valid 10-digit number. */
+export function nhsNumberIdentifier(nhsNumber = NHS_NUMBERS[0]): fhir4.Identifier {
+  return { system: NHS_NUMBER_SYSTEM, value: nhsNumber };
+}
+
+/**
+ * A Patient's identifiers: the NHS number SPPatient requires, then the given ones. Use it where a test gives a
+ * patient its own business identifier (e.g. to scope a search), since `patient(nhs, { identifier })` replaces them all.
+ */
+export function withNhsNumber(identifiers: fhir4.Identifier[], nhsNumber = NHS_NUMBERS[0]): fhir4.Identifier[] {
+  return [nhsNumberIdentifier(nhsNumber), ...identifiers];
+}
+
+/** A random NHS number (starting 9, as the test ranges do) that passes the Modulus 11 check. */
+export function randomNhsNumber(): string {
+  for (;;) {
+    const stem = `9${Math.floor(Math.random() * 1e8).toString().padStart(8, '0')}`;
+    let sum = 0;
+    for (let i = 0; i < 9; i++) sum += Number(stem[i]) * (10 - i);
+    const check = (11 - (sum % 11)) % 11;
+    if (check !== 10) return `${stem}${check}`;
+  }
+}
+
 export function patient(nhsNumber = NHS_NUMBERS[0], extra: Partial<fhir4.Patient> = {}): fhir4.Patient {
   return {
     resourceType: 'Patient',
-    identifier: [{ system: NHS_NUMBER_SYSTEM, value: nhsNumber }],
+    identifier: [nhsNumberIdentifier(nhsNumber)],
     name: [{ use: 'official', family: 'Smith', given: ['Jane'] }],
     gender: 'female',
     birthDate: '1956-04-12',
@@ -48,20 +72,28 @@ export function wellbeing(patientRef: string, score: number, extra: Partial<fhir
   };
 }
 
-export function carePlan(patientRef: string, referralRef: string): fhir4.CarePlan {
+export const CAREPLAN_BASED_ON_R5 = 'http://hl7.org/fhir/5.0/StructureDefinition/extension-CarePlan.basedOn';
+
+export function carePlan(patientRef: string, referralRef: string, extra: Partial<fhir4.CarePlan> = {}): fhir4.CarePlan {
   return {
     resourceType: 'CarePlan',
     // R4 CarePlan.basedOn may only name another CarePlan: the referral is linked with the R5 basedOn extension.
-    extension: [{ url: 'http://hl7.org/fhir/5.0/StructureDefinition/extension-CarePlan.basedOn', valueReference: { reference: referralRef } }],
+    extension: [{ url: CAREPLAN_BASED_ON_R5, valueReference: { reference: referralRef } }],
     status: 'active',
     intent: 'plan',
     subject: { reference: patientRef },
     period: { start: '2026-03-20' },
     title: 'Personalised care and support plan',
+    ...extra,
   };
 }
 
-export function task(patientRef: string, referralRef: string, status: fhir4.Task['status'] = 'requested'): fhir4.Task {
+export function task(
+  patientRef: string,
+  referralRef: string,
+  status: fhir4.Task['status'] = 'requested',
+  extra: Partial<fhir4.Task> = {},
+): fhir4.Task {
   return {
     resourceType: 'Task',
     status,
@@ -69,5 +101,6 @@ export function task(patientRef: string, referralRef: string, status: fhir4.Task
     focus: { reference: referralRef },
     for: { reference: patientRef },
     authoredOn: '2026-03-14T10:30:00Z',
+    ...extra,
   };
 }

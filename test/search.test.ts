@@ -1,6 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { describeEachStore, type Harness, type Reply } from './support/harness';
-import { carePlan, NHS_NUMBER_SYSTEM, patient, referral, REFERRAL_CODE, SNOMED, wellbeing } from './fixtures';
+import {
+  carePlan,
+  NHS_NUMBER_SYSTEM,
+  patient,
+  randomNhsNumber,
+  referral,
+  REFERRAL_CODE,
+  SNOMED,
+  task,
+  wellbeing,
+  withNhsNumber,
+} from './fixtures';
 
 /**
  * FHIR search (http://hl7.org/fhir/R4/search.html) through the HTTP API. Every test works in its own
@@ -10,6 +21,9 @@ import { carePlan, NHS_NUMBER_SYSTEM, patient, referral, REFERRAL_CODE, SNOMED, 
 type Params = [string, string][];
 
 const OTHER_SYSTEM = 'http://example.org/other-codes';
+/** Signposting to social prescribing service: another code of the sp-referral value set. */
+const SIGNPOSTING_CODE = '1084281000000109';
+const UKCORE_SERVICE_REQUEST = 'https://fhir.hl7.org.uk/StructureDefinition/UKCore-ServiceRequest';
 
 function scope(): string {
   return `https://sp-bridge.example/test/${randomUUID()}`;
@@ -17,6 +31,11 @@ function scope(): string {
 
 function ident(system: string, value: string): fhir4.Identifier[] {
   return [{ system, value }];
+}
+
+/** A patient's identifiers: the NHS number SPPatient requires, and the test's own. */
+function pident(system: string, value: string): fhir4.Identifier[] {
+  return withNhsNumber(ident(system, value));
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -94,8 +113,8 @@ describeEachStore('search', (h) => {
   describe('_id and _lastUpdated', () => {
     it('_id matches exactly one id, any of a comma list, and nothing for an unknown id', async () => {
       const sys = scope();
-      const a = await create(h, patient(undefined, { identifier: ident(sys, 'a') }));
-      const b = await create(h, patient(undefined, { identifier: ident(sys, 'b') }));
+      const a = await create(h, patient(undefined, { identifier: pident(sys, 'a') }));
+      const b = await create(h, patient(undefined, { identifier: pident(sys, 'b') }));
       expect(await ids(h, 'Patient', [['_id', a.id]])).toEqual([a.id]);
       expect(await idSet(h, 'Patient', [['_id', `${a.id},${b.id}`]])).toEqual(sorted([a.id, b.id]));
       expect(await ids(h, 'Patient', [['_id', 'no-such-patient']])).toEqual([]);
@@ -106,9 +125,9 @@ describeEachStore('search', (h) => {
 
     it('_lastUpdated compares with every prefix, at the precision given', async () => {
       const sys = scope();
-      const a = await create(h, patient(undefined, { identifier: ident(sys, 'a') }));
+      const a = await create(h, patient(undefined, { identifier: pident(sys, 'a') }));
       await sleep(5);
-      const b = await create(h, patient(undefined, { identifier: ident(sys, 'b') }));
+      const b = await create(h, patient(undefined, { identifier: pident(sys, 'b') }));
       const ta = a.meta?.lastUpdated as string;
       const tb = b.meta?.lastUpdated as string;
       expect(Date.parse(tb)).toBeGreaterThan(Date.parse(ta));
@@ -133,7 +152,7 @@ describeEachStore('search', (h) => {
 
     it('_lastUpdated changes on update, so the old timestamp no longer matches', async () => {
       const sys = scope();
-      const a = await create(h, patient(undefined, { identifier: ident(sys, 'a') }));
+      const a = await create(h, patient(undefined, { identifier: pident(sys, 'a') }));
       await sleep(5);
       const a2 = await update(h, { ...a, gender: 'male' });
       const find = (value: string) => ids(h, 'Patient', [['identifier', `${sys}|`], ['_lastUpdated', value]]);
@@ -146,10 +165,10 @@ describeEachStore('search', (h) => {
     it('identifier: system|value, |value (no system), system| (any value) and value (any system)', async () => {
       const sys = scope();
       const value = randomUUID();
-      const withSystem = await create(h, patient(undefined, { identifier: [{ system: sys, value }] }));
-      const noSystem = await create(h, patient(undefined, { identifier: [{ value }] }));
-      const otherSystem = await create(h, patient(undefined, { identifier: [{ system: OTHER_SYSTEM, value }] }));
-      const sameSystem = await create(h, patient(undefined, { identifier: [{ system: sys, value: 'other' }] }));
+      const withSystem = await create(h, patient(undefined, { identifier: withNhsNumber([{ system: sys, value }]) }));
+      const noSystem = await create(h, patient(undefined, { identifier: withNhsNumber([{ value }]) }));
+      const otherSystem = await create(h, patient(undefined, { identifier: withNhsNumber([{ system: OTHER_SYSTEM, value }]) }));
+      const sameSystem = await create(h, patient(undefined, { identifier: withNhsNumber([{ system: sys, value: 'other' }]) }));
       expect(await ids(h, 'Patient', [['identifier', `${sys}|${value}`]])).toEqual([withSystem.id]);
       expect(await ids(h, 'Patient', [['identifier', `|${value}`]])).toEqual([noSystem.id]);
       expect(await idSet(h, 'Patient', [['identifier', `${sys}|`]])).toEqual(sorted([withSystem.id, sameSystem.id]));
@@ -161,8 +180,8 @@ describeEachStore('search', (h) => {
 
     it('a backslash escapes | and , inside a token value', async () => {
       const sys = scope();
-      const barred = await create(h, patient(undefined, { identifier: [{ system: sys, value: 'a|b' }] }));
-      const commas = await create(h, patient(undefined, { identifier: [{ system: sys, value: 'c,d' }] }));
+      const barred = await create(h, patient(undefined, { identifier: withNhsNumber([{ system: sys, value: 'a|b' }]) }));
+      const commas = await create(h, patient(undefined, { identifier: withNhsNumber([{ system: sys, value: 'c,d' }]) }));
       expect(await ids(h, 'Patient', [['identifier', `${sys}|a\\|b`]])).toEqual([barred.id]);
       expect(await ids(h, 'Patient', [['identifier', 'a\\|b']])).toEqual([barred.id]);
       expect(await ids(h, 'Patient', [['identifier', `${sys}|c\\,d`]])).toEqual([commas.id]);
@@ -171,7 +190,8 @@ describeEachStore('search', (h) => {
     });
 
     it('an NHS number finds its patient', async () => {
-      const nhs = `9${Math.floor(Math.random() * 1e9).toString().padStart(9, '0')}`;
+      // A random number, so that no other patient in the store has it; it must pass Modulus 11 to be stored.
+      const nhs = randomNhsNumber();
       const p = await create(h, patient(nhs));
       expect(await ids(h, 'Patient', [['identifier', `${NHS_NUMBER_SYSTEM}|${nhs}`]])).toEqual([p.id]);
     });
@@ -181,11 +201,18 @@ describeEachStore('search', (h) => {
       const pat = await create(h, patient());
       const active = await create(h, referral(`Patient/${pat.id}`, { identifier: ident(sys, 'a') }));
       const completed = await create(h, referral(`Patient/${pat.id}`, { identifier: ident(sys, 'c'), status: 'completed' }));
+      // SPReferral.code has a required binding (SNOMED CT codes only), so the referral coded in another system
+      // carries a second coding from the value set: Signposting to social prescribing service.
       const otherCode = await create(
         h,
         referral(`Patient/${pat.id}`, {
           identifier: ident(sys, 'o'),
-          code: { coding: [{ system: OTHER_SYSTEM, code: REFERRAL_CODE }] },
+          code: {
+            coding: [
+              { system: OTHER_SYSTEM, code: REFERRAL_CODE },
+              { system: SNOMED, code: SIGNPOSTING_CODE, display: 'Signposting to social prescribing service' },
+            ],
+          },
           category: [{ coding: [{ system: SNOMED, code: '3457005', display: 'Patient referral' }] }],
         }),
       );
@@ -196,7 +223,12 @@ describeEachStore('search', (h) => {
       expect(await find(['code', `${SNOMED}|${REFERRAL_CODE}`])).toEqual(sorted([active.id, completed.id]));
       expect(await find(['code', `${OTHER_SYSTEM}|${REFERRAL_CODE}`])).toEqual([otherCode.id]);
       expect(await find(['code', REFERRAL_CODE])).toEqual(sorted([active.id, completed.id, otherCode.id]));
-      expect(await find(['code', `${SNOMED}|`])).toEqual(sorted([active.id, completed.id]));
+      // system| matches any code in that system, and only in it.
+      expect(await find(['code', `${SNOMED}|`])).toEqual(sorted([active.id, completed.id, otherCode.id]));
+      expect(await find(['code', `${OTHER_SYSTEM}|`])).toEqual([otherCode.id]);
+      // The system and the code must be those of one coding, not of two.
+      expect(await find(['code', `${SNOMED}|${SIGNPOSTING_CODE}`])).toEqual([otherCode.id]);
+      expect(await find(['code', `${OTHER_SYSTEM}|${SIGNPOSTING_CODE}`])).toEqual([]);
       expect(await find(['code', `|${REFERRAL_CODE}`])).toEqual([]);
       expect(await find(['category', `${SNOMED}|306206005`])).toEqual(sorted([active.id, completed.id]));
       expect(await find(['category', '3457005'])).toEqual([otherCode.id]);
@@ -248,7 +280,11 @@ describeEachStore('search', (h) => {
       const q = await create(h, patient());
       const forP = await create(h, referral(`Patient/${p.id}`, { identifier: ident(sys, 'p') }));
       const forQ = await create(h, referral(`Patient/${q.id}`, { identifier: ident(sys, 'q') }));
-      const forGroup = await create(h, referral(`Group/${p.id}`, { identifier: ident(sys, 'g') }));
+      // SPReferral (the default profile) lets a referral be about a Patient only; UK Core's ServiceRequest, which it
+      // derives from, also allows a Group, so the referral about a group claims UK Core.
+      const groupReferral = referral(`Group/${p.id}`, { identifier: ident(sys, 'g') });
+      expect((await h.request('POST', '/ServiceRequest', groupReferral)).status).toBe(422);
+      const forGroup = await create(h, { ...groupReferral, meta: { profile: [UKCORE_SERVICE_REQUEST] } });
       const find = (...params: Params) => idSet(h, 'ServiceRequest', [['identifier', `${sys}|`], ...params]);
       expect(await find(['patient', `Patient/${p.id}`])).toEqual([forP.id]);
       expect(await find(['patient', p.id])).toEqual([forP.id]);
@@ -266,13 +302,23 @@ describeEachStore('search', (h) => {
     it('Observation and CarePlan are found by patient and subject too', async () => {
       const p = await create(h, patient());
       const sr = await create(h, referral(`Patient/${p.id}`));
+      // R4 CarePlan.basedOn names only CarePlans (the referral goes in the R5 basedOn extension): a review plan
+      // based on the first one.
       const plan = await create(h, carePlan(`Patient/${p.id}`, `ServiceRequest/${sr.id}`));
-      const obs = await create(h, wellbeing(`Patient/${p.id}`, 52));
+      const review = await create(
+        h,
+        carePlan(`Patient/${p.id}`, `ServiceRequest/${sr.id}`, { basedOn: [{ reference: `CarePlan/${plan.id}` }] }),
+      );
+      const obs = await create(h, wellbeing(`Patient/${p.id}`, 52, { basedOn: [{ reference: `CarePlan/${plan.id}` }] }));
       expect(await ids(h, 'Observation', [['patient', p.id]])).toEqual([obs.id]);
       expect(await ids(h, 'Observation', [['subject', `Patient/${p.id}`]])).toEqual([obs.id]);
-      expect(await ids(h, 'CarePlan', [['patient', `Patient/${p.id}`]])).toEqual([plan.id]);
-      expect(await ids(h, 'CarePlan', [['based-on', `ServiceRequest/${sr.id}`]])).toEqual([plan.id]);
-      expect(await ids(h, 'CarePlan', [['based-on', sr.id]])).toEqual([plan.id]);
+      expect(await idSet(h, 'CarePlan', [['patient', `Patient/${p.id}`]])).toEqual(sorted([plan.id, review.id]));
+      expect(await idSet(h, 'CarePlan', [['subject', p.id]])).toEqual(sorted([plan.id, review.id]));
+      expect(await ids(h, 'CarePlan', [['based-on', `CarePlan/${plan.id}`]])).toEqual([review.id]);
+      expect(await ids(h, 'CarePlan', [['based-on', plan.id]])).toEqual([review.id]);
+      expect(await ids(h, 'CarePlan', [['based-on', `CarePlan/${review.id}`]])).toEqual([]);
+      expect(await ids(h, 'Observation', [['based-on', `CarePlan/${plan.id}`]])).toEqual([obs.id]);
+      expect(await ids(h, 'Observation', [['based-on', plan.id]])).toEqual([obs.id]);
     });
 
     it('requester, performer and based-on', async () => {
@@ -309,7 +355,7 @@ describeEachStore('search', (h) => {
 
     it(':identifier matches a logical reference by business identifier', async () => {
       const sys = scope();
-      const nhs = randomUUID();
+      const nhs = randomNhsNumber();
       const logical = await create(h, {
         ...referral('Patient/unused'),
         identifier: ident(sys, 'logical'),
@@ -379,16 +425,46 @@ describeEachStore('search', (h) => {
       expect(matchIds(res.json)).toEqual([mid.id]);
     });
 
-    it('CarePlan date matches Period values, with open ends', async () => {
+    it('CarePlan date matches Period values, with an open end', async () => {
       const sys = scope();
       const pat = await create(h, patient());
-      const make = async (value: string, period: fhir4.Period | undefined) =>
-        create(h, { ...carePlan(`Patient/${pat.id}`, 'ServiceRequest/x'), identifier: ident(sys, value), period });
+      const plan = (value: string, period: fhir4.Period | undefined) =>
+        carePlan(`Patient/${pat.id}`, 'ServiceRequest/x', { identifier: ident(sys, value), period });
+      const make = async (value: string, period: fhir4.Period | undefined) => create(h, plan(value, period));
+      // SPCarePlan requires period.start, so a plan cannot have an open start or no period (the Task test below
+      // has both): those are refused and stored nothing.
+      expect((await h.request('POST', '/CarePlan', plan('open-start', { end: '2026-02-28' }))).status).toBe(422);
+      expect((await h.request('POST', '/CarePlan', plan('none', undefined))).status).toBe(422);
+      const openEnd = await make('open-end', { start: '2026-03-20' });
+      const january = await make('january', { start: '2026-01-01', end: '2026-01-31' });
+      const find = (value: string) => idSet(h, 'CarePlan', [['identifier', `${sys}|`], ['date', value]]);
+      expect(await find('ge2030-01-01')).toEqual([openEnd.id]);
+      expect(await find('gt2026-03-01')).toEqual([openEnd.id]);
+      expect(await find('le2026-01-15')).toEqual([january.id]);
+      expect(await find('lt2026-03-01')).toEqual([january.id]);
+      expect(await find('lt1990-01-01')).toEqual([]);
+      expect(await find('2026-01')).toEqual([january.id]);
+      expect(await find('2026-01-15')).toEqual([]);
+      expect(await find('2026')).toEqual([january.id]);
+      expect(await find('ne2026-01')).toEqual([openEnd.id]);
+      expect(await find('sa2026-02-28')).toEqual([openEnd.id]);
+      expect(await find('sa2025-12-31')).toEqual(sorted([openEnd.id, january.id]));
+      expect(await find('eb2026-03-01')).toEqual([january.id]);
+      expect(await find('eb2026-01-31')).toEqual([]);
+      expect(await idSet(h, 'CarePlan', [['identifier', `${sys}|`], ['date:missing', 'true']])).toEqual([]);
+      expect(await idSet(h, 'CarePlan', [['identifier', `${sys}|`], ['date:missing', 'false']])).toEqual(sorted([openEnd.id, january.id]));
+    });
+
+    it('Task period matches Period values, with open ends', async () => {
+      const sys = scope();
+      const pat = await create(h, patient());
+      const make = async (value: string, executionPeriod: fhir4.Period | undefined) =>
+        create(h, task(`Patient/${pat.id}`, 'ServiceRequest/x', 'in-progress', { identifier: ident(sys, value), executionPeriod }));
       const openEnd = await make('open-end', { start: '2026-03-20' });
       const openStart = await make('open-start', { end: '2026-02-28' });
       const january = await make('january', { start: '2026-01-01', end: '2026-01-31' });
       const none = await make('none', undefined);
-      const find = (value: string) => idSet(h, 'CarePlan', [['identifier', `${sys}|`], ['date', value]]);
+      const find = (value: string) => idSet(h, 'Task', [['identifier', `${sys}|`], ['period', value]]);
       expect(await find('ge2030-01-01')).toEqual([openEnd.id]);
       expect(await find('gt2026-03-01')).toEqual([openEnd.id]);
       expect(await find('le2026-01-15')).toEqual(sorted([openStart.id, january.id]));
@@ -402,8 +478,8 @@ describeEachStore('search', (h) => {
       expect(await find('sa2025-12-31')).toEqual(sorted([openEnd.id, january.id]));
       expect(await find('eb2026-03-01')).toEqual(sorted([openStart.id, january.id]));
       expect(await find('eb2026-01-31')).toEqual([]);
-      expect(await idSet(h, 'CarePlan', [['identifier', `${sys}|`], ['date:missing', 'true']])).toEqual([none.id]);
-      expect(await idSet(h, 'CarePlan', [['identifier', `${sys}|`], ['date:missing', 'false']])).toEqual(
+      expect(await idSet(h, 'Task', [['identifier', `${sys}|`], ['period:missing', 'true']])).toEqual([none.id]);
+      expect(await idSet(h, 'Task', [['identifier', `${sys}|`], ['period:missing', 'false']])).toEqual(
         sorted([openEnd.id, openStart.id, january.id]),
       );
     });
@@ -440,15 +516,22 @@ describeEachStore('search', (h) => {
     it('finds resources with and without the element', async () => {
       const sys = scope();
       const pat = await create(h, patient());
-      const withPerformer = await create(h, referral(`Patient/${pat.id}`, { identifier: ident(sys, 'w') }));
+      // SPReferral requires authoredOn, so the date element left out is occurrence[x].
+      const withPerformer = await create(
+        h,
+        referral(`Patient/${pat.id}`, { identifier: ident(sys, 'w'), occurrenceDateTime: '2026-04-20' }),
+      );
       const noPerformer = await create(
         h,
-        referral(`Patient/${pat.id}`, { identifier: ident(sys, 'n'), performer: undefined, authoredOn: undefined, category: undefined }),
+        referral(`Patient/${pat.id}`, { identifier: ident(sys, 'n'), performer: undefined, category: undefined }),
       );
       const find = (...params: Params) => idSet(h, 'ServiceRequest', [['identifier', `${sys}|`], ...params]);
       expect(await find(['performer:missing', 'true'])).toEqual([noPerformer.id]);
       expect(await find(['performer:missing', 'false'])).toEqual([withPerformer.id]);
-      expect(await find(['authored:missing', 'true'])).toEqual([noPerformer.id]);
+      expect(await find(['occurrence:missing', 'true'])).toEqual([noPerformer.id]);
+      expect(await find(['occurrence:missing', 'false'])).toEqual([withPerformer.id]);
+      expect(await find(['authored:missing', 'true'])).toEqual([]);
+      expect(await find(['authored:missing', 'false'])).toEqual(sorted([withPerformer.id, noPerformer.id]));
       expect(await find(['category:missing', 'false'])).toEqual([withPerformer.id]);
       expect(await find(['based-on:missing', 'true'])).toEqual(sorted([withPerformer.id, noPerformer.id]));
       expectOutcome(await search(h, 'ServiceRequest', [['performer:missing', 'maybe']]), 400);
@@ -458,7 +541,7 @@ describeEachStore('search', (h) => {
   describe('string parameters', () => {
     async function people(sys: string) {
       const make = (family: string, given: string) =>
-        create(h, patient(undefined, { identifier: ident(sys, family), name: [{ family, given: [given] }] }));
+        create(h, patient(undefined, { identifier: pident(sys, family), name: [{ family, given: [given] }] }));
       return {
         smith: await make('Smith', 'Jane'),
         smithson: await make('Smithson', 'Amir'),
@@ -621,22 +704,26 @@ describeEachStore('search', (h) => {
   });
 
   describe('_sort', () => {
-    it('sorts by authored, -authored, _id, _lastUpdated, -_lastUpdated and several keys', async () => {
+    it('sorts by authored, -authored, occurrence (missing in one), _id, _lastUpdated, -_lastUpdated and several keys', async () => {
       const sys = scope();
       const pat = await create(h, patient());
-      const make = async (value: string, status: fhir4.ServiceRequest['status'], authoredOn?: string) => {
+      // SPReferral requires authoredOn, so the referral without a value of its sort key has no occurrence[x].
+      const make = async (value: string, status: fhir4.ServiceRequest['status'], authoredOn: string, occurrenceDateTime?: string) => {
         await sleep(3);
-        return create(h, referral(`Patient/${pat.id}`, { identifier: ident(sys, value), status, authoredOn }));
+        return create(h, referral(`Patient/${pat.id}`, { identifier: ident(sys, value), status, authoredOn, occurrenceDateTime }));
       };
-      const jan = await make('jan', 'active', '2026-01-05');
-      const mar = await make('mar', 'completed', '2026-03-14T10:30:00Z');
-      const feb = await make('feb', 'active', '2026-02-01');
-      const undated = await make('undated', 'draft');
+      const jan = await make('jan', 'active', '2026-01-05', '2026-01-05');
+      const mar = await make('mar', 'completed', '2026-03-14T10:30:00Z', '2026-03-14T10:30:00Z');
+      const feb = await make('feb', 'active', '2026-02-01', '2026-02-01');
+      const undated = await make('undated', 'draft', '2026-02-20');
       const order = async (sort: string) => ids(h, 'ServiceRequest', [['identifier', `${sys}|`], ['_sort', sort]]);
       const dated = async (sort: string) => (await order(sort)).filter((id) => id !== undated.id);
-      expect(await dated('authored')).toEqual([jan.id, feb.id, mar.id]);
-      expect(await dated('-authored')).toEqual([mar.id, feb.id, jan.id]);
-      expect(await order('authored')).toHaveLength(4);
+      expect(await order('authored')).toEqual([jan.id, feb.id, undated.id, mar.id]);
+      expect(await order('-authored')).toEqual([mar.id, undated.id, feb.id, jan.id]);
+      expect(await dated('occurrence')).toEqual([jan.id, feb.id, mar.id]);
+      expect(await dated('-occurrence')).toEqual([mar.id, feb.id, jan.id]);
+      expect(await order('occurrence')).toHaveLength(4);
+      expect(await order('-occurrence')).toHaveLength(4);
       expect(await order('_id')).toEqual(sorted([jan.id, mar.id, feb.id, undated.id]));
       expect(await order('-_id')).toEqual(sorted([jan.id, mar.id, feb.id, undated.id]).reverse());
       expect(await order('_lastUpdated')).toEqual([jan.id, mar.id, feb.id, undated.id]);
@@ -727,7 +814,7 @@ describeEachStore('search', (h) => {
 
     it('_revinclude=Observation:subject adds the observations about each matched patient', async () => {
       const sys = scope();
-      const p = await create(h, patient(undefined, { identifier: ident(sys, 'p') }));
+      const p = await create(h, patient(undefined, { identifier: pident(sys, 'p') }));
       const other = await create(h, patient());
       const o1 = await create(h, wellbeing(`Patient/${p.id}`, 50));
       const o2 = await create(h, wellbeing(`Patient/${p.id}`, 55));
