@@ -945,3 +945,17 @@ describeEachStore('search', (h) => {
     });
   });
 });
+
+describeEachStore('search: CarePlan based-on the referral (R5 basedOn extension)', (h) => {
+  it('finds a plan by the referral it is based on', async () => {
+    const pat = await h.request('POST', '/Patient', patient(randomNhsNumber()));
+    const ref = await h.request('POST', '/ServiceRequest', referral(`Patient/${pat.json.id}`));
+    const plan = await h.request('POST', '/CarePlan', carePlan(`Patient/${pat.json.id}`, `ServiceRequest/${ref.json.id}`));
+    expect(plan.status).toBe(201);
+    const found = await h.request('GET', `/CarePlan?based-on=ServiceRequest/${ref.json.id}`);
+    expect(found.json.total).toBe(1);
+    expect(found.json.entry[0].resource.id).toBe(plan.json.id);
+    const rev = await h.request('GET', `/ServiceRequest?_id=${ref.json.id}&_revinclude=CarePlan:based-on`);
+    expect(rev.json.entry.map((e: { resource: { resourceType: string } }) => e.resource.resourceType)).toEqual(['ServiceRequest', 'CarePlan']);
+  });
+});

@@ -29,6 +29,8 @@ const p = (
   targets?: string[],
 ): SearchParamDef => ({ name, type, paths: Array.isArray(paths) ? paths : [paths], description, targets });
 
+const CAREPLAN_BASED_ON_R5 = 'http://hl7.org/fhir/5.0/StructureDefinition/extension-CarePlan.basedOn';
+
 const identifier = p('identifier', 'token', 'identifier', 'A business identifier (system|value)');
 const subjectPatient = (path: string) => p('patient', 'reference', path, 'The patient the resource is about', ['Patient']);
 const subject = (path: string) => p('subject', 'reference', path, 'Who or what the resource is about');
@@ -84,7 +86,8 @@ export const resourceTypes: readonly ResourceTypeDef[] = [
       p('intent', 'token', 'intent', 'proposal | plan | order | option'),
       p('category', 'token', 'category', 'Type of plan'),
       p('date', 'date', 'period', 'Time period the plan covers'),
-      basedOn,
+      // R4 CarePlan.basedOn names only CarePlans; a plan's referral travels in the R5 basedOn extension.
+      p('based-on', 'reference', ['basedOn', `extension(${CAREPLAN_BASED_ON_R5}).valueReference`], 'The request this plan fulfils'),
       p('part-of', 'reference', 'partOf', 'The plan this is part of'),
       p('replaces', 'reference', 'replaces', 'The plan this one replaces'),
       p('activity-code', 'token', 'activity.detail.code', 'What the activity is'),

@@ -72,10 +72,10 @@ export class FhirRouter {
         case 'GET':
           return interactions.search(repo, type, req.query, req, ctx);
         case 'POST':
-          this.checkWrite(type, req.body);
+          this.checkWrite(type, req.body, req.resourcePath);
           return interactions.create(repo, type, req);
         case 'PUT':
-          this.checkWrite(type, req.body);
+          this.checkWrite(type, req.body, req.resourcePath);
           return conditional(req, () => interactions.conditionalUpdate(repo, type, req));
         case 'DELETE':
           return conditional(req, () => interactions.conditionalDelete(repo, type, req));
@@ -94,7 +94,7 @@ export class FhirRouter {
         case 'GET':
           return interactions.read(repo, type, second, req);
         case 'PUT':
-          this.checkWrite(type, req.body);
+          this.checkWrite(type, req.body, req.resourcePath);
           return interactions.update(repo, type, second, req);
         case 'DELETE':
           return interactions.remove(repo, type, second, req);

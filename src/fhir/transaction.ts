@@ -69,6 +69,7 @@ function parseEntry(raw: unknown, index: number, outer: FhirRequest): Entry {
     ifNoneMatch: e.request?.ifNoneMatch,
     ifModifiedSince: e.request?.ifModifiedSince,
     prefer: outer.prefer,
+    resourcePath: `Bundle.entry[${index}].resource`,
   };
   return { index, fullUrl: e.fullUrl, request, path, type: path.split('/')[0], resource: e.resource };
 }

@@ -10,6 +10,8 @@ export interface FhirRequest {
   ifNoneMatch?: string;
   ifModifiedSince?: string;
   prefer: Prefer;
+  /** Where the body sits when it came in a Bundle entry (`Bundle.entry[3].resource`), for issue paths. */
+  resourcePath?: string;
 }
 
 export interface Prefer {

@@ -24,9 +24,10 @@ export function toOperationOutcome(issues: ValidationIssue[]): fhir4.OperationOu
       issue: [{ severity: 'information', code: 'informational', diagnostics: 'No issues found' }],
     };
   }
+  const rank = { fatal: 0, error: 1, warning: 2, information: 3 };
   return {
     resourceType: 'OperationOutcome',
-    issue: issues.map((i) => ({
+    issue: [...issues].sort((a, b) => rank[a.severity] - rank[b.severity]).map((i) => ({
       severity: i.severity,
       code: i.code,
       diagnostics: i.rule ? `${i.rule}: ${i.diagnostics}` : i.diagnostics,

@@ -25,10 +25,21 @@ export function extractIndex(resource: fhir4.Resource): IndexEntries {
   return entries;
 }
 
-/** Values at a dotted path, flattening arrays; `name[x]` collects every `nameType` choice. */
+/**
+ * Values at a dotted path, flattening arrays; `name[x]` collects every `nameType` choice, and
+ * `extension(url)` the extensions with that url.
+ */
 export function valuesAt(root: Json, path: string): unknown[] {
   let current: unknown[] = [root];
-  for (const step of path.split('.')) {
+  for (const step of path.match(/[^.(]+(\([^)]*\))?/g) ?? []) {
+    if (step.startsWith('extension(')) {
+      const url = step.slice('extension('.length, -1);
+      current = current.flatMap((node) => {
+        const ext = typeof node === 'object' && node !== null ? (node as Json).extension : undefined;
+        return Array.isArray(ext) ? ext.filter((e) => typeof e === 'object' && e !== null && (e as Json).url === url) : [];
+      });
+      continue;
+    }
     const next: unknown[] = [];
     for (const node of current) {
       if (node === null || typeof node !== 'object' || Array.isArray(node)) continue;
