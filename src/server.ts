@@ -2,6 +2,8 @@ import { ConfigError, loadConfig } from './config';
 import { buildApp } from './http/app';
 import { createLogger } from './http/logging';
 import { openDatabase } from './storage';
+import { getTerminologyResources } from './terminology/resources';
+import { Validator } from './validation/validator';
 
 async function main(): Promise<void> {
   let config;
@@ -17,7 +19,14 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   const db = await openDatabase(config);
   logger.info({ store: db.kind, dataDir: db.kind === 'pglite' ? config.dataDir : undefined }, 'store ready');
-  const app = await buildApp({ config, db, logger });
+  const validator = Validator.load({ unknownCodeSystem: config.unknownCodeSystem });
+  const app = await buildApp({
+    config,
+    db,
+    logger,
+    validator,
+    conformance: [getTerminologyResources(), validator.structureDefinitions],
+  });
   await app.listen({ host: config.host, port: config.port });
 
   let closing = false;

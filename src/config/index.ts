@@ -11,6 +11,8 @@ export interface Config {
   baseUrl?: string;
   bodyLimitBytes: number;
   logLevel: string;
+  /** How a code from a code system sp-bridge does not bundle is reported, outside required bindings. */
+  unknownCodeSystem: 'warning' | 'information' | 'ignore';
 }
 
 export class ConfigError extends Error {
@@ -44,7 +46,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     baseUrl: env.BASE_URL ? env.BASE_URL.replace(/\/+$/, '') : undefined,
     bodyLimitBytes: int('BODY_LIMIT_BYTES', 5 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     logLevel: env.LOG_LEVEL || 'info',
+    unknownCodeSystem: (env.UNKNOWN_CODE_SYSTEM || 'warning') as Config['unknownCodeSystem'],
   };
+  if (!['warning', 'information', 'ignore'].includes(config.unknownCodeSystem)) {
+    problems.push(`UNKNOWN_CODE_SYSTEM must be warning, information or ignore, not '${config.unknownCodeSystem}'`);
+  }
   if (config.databaseUrl && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     problems.push(`DATABASE_URL must start with postgres:// or postgresql://`);
   }

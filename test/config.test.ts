@@ -1,0 +1,29 @@
+import { ConfigError, loadConfig } from '../src/config';
+
+describe('configuration', () => {
+  it('has working defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 5 * 1024 * 1024, logLevel: 'info', unknownCodeSystem: 'warning' });
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.dataDir).toMatch(/data$/);
+  });
+
+  it('names every bad variable at once', () => {
+    let err: unknown;
+    try {
+      loadConfig({ PORT: 'eighty', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud', UNKNOWN_CODE_SYSTEM: 'error', BODY_LIMIT_BYTES: '-1' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const problems = (err as ConfigError).problems.join('\n');
+    for (const name of ['PORT', 'DATABASE_URL', 'LOG_LEVEL', 'UNKNOWN_CODE_SYSTEM', 'BODY_LIMIT_BYTES']) expect(problems).toContain(name);
+  });
+
+  it('reads PostgreSQL and proxy settings', () => {
+    const c = loadConfig({ DATABASE_URL: 'postgres://u:p@db:5432/sp', BASE_URL: 'https://sp.example.nhs.uk/fhir/', PORT: '9000' });
+    expect(c.databaseUrl).toBe('postgres://u:p@db:5432/sp');
+    expect(c.baseUrl).toBe('https://sp.example.nhs.uk/fhir');
+    expect(c.port).toBe(9000);
+  });
+});
