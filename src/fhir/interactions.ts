@@ -247,7 +247,7 @@ function multipleMatches(type: string, n: number): FhirError {
 }
 
 function found(status: number, version: StoredVersion): FhirResponse {
-  return { status, body: JSON.parse(version.json ?? 'null') as fhir4.Resource, version };
+  return { status, raw: version.json ?? undefined, version };
 }
 
 /** A write's response, shaped by `Prefer: return=` (http://hl7.org/fhir/R4/http.html#ops). */
@@ -265,7 +265,7 @@ export function written(status: number, version: StoredVersion, req: FhirRequest
         ),
       };
     default:
-      return { ...base, body: JSON.parse(version.json ?? 'null') as fhir4.Resource };
+      return { ...base, raw: version.json ?? undefined };
   }
 }
 

@@ -7,7 +7,7 @@ import { rewriteReferences } from './references';
 import type { FhirRouter } from './router';
 import { parseSearch } from './search/parse';
 import type { FhirRequest, FhirResponse, RequestContext } from './types';
-import { parseQuery } from './types';
+import { parseQuery, responseResource } from './types';
 
 /**
  * `POST [base]` with a Bundle of type transaction (all entries or none) or batch (each entry on its own),
@@ -282,8 +282,9 @@ function responseEntry(res: FhirResponse): fhir4.BundleEntry {
     response.lastModified = res.version.lastUpdated;
   }
   const entry: fhir4.BundleEntry = { response };
-  if (res.body?.resourceType === 'OperationOutcome' && res.status >= 300) response.outcome = res.body;
-  else if (res.body) entry.resource = res.body;
+  const body = responseResource(res);
+  if (body?.resourceType === 'OperationOutcome' && res.status >= 300) response.outcome = body;
+  else if (body) entry.resource = body;
   return entry;
 }
 

@@ -22,10 +22,17 @@ export interface Prefer {
 export interface FhirResponse {
   status: number;
   body?: fhir4.Resource;
+  /** The body as stored JSON text, sent as it is instead of parsing and serialising it again. */
+  raw?: string;
   /** The version the response concerns, for ETag and Last-Modified. */
   version?: { versionId: string; lastUpdated: string };
   /** `Type/id/_history/vid` of a created or updated resource, relative to the base. */
   location?: string;
+}
+
+/** The response body as a resource, whichever form it is held in. */
+export function responseResource(res: FhirResponse): fhir4.Resource | undefined {
+  return res.body ?? (res.raw !== undefined ? (JSON.parse(res.raw) as fhir4.Resource) : undefined);
 }
 
 export interface RequestContext {

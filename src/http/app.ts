@@ -6,7 +6,7 @@ import type { ConformanceSource } from '../fhir/conformance';
 import { operations } from '../fhir/operations';
 import { FhirRouter } from '../fhir/router';
 import type { FhirResponse } from '../fhir/types';
-import { parsePrefer, parseQuery } from '../fhir/types';
+import { parsePrefer, parseQuery, responseResource } from '../fhir/types';
 import type { Database } from '../storage';
 import { Repository } from '../storage';
 import { getTerminologyResources } from '../terminology/resources';
@@ -110,10 +110,11 @@ function send(req: FastifyRequest, reply: FastifyReply, res: FhirResponse, base:
     reply.header('Last-Modified', new Date(res.version.lastUpdated).toUTCString());
   }
   if (res.location) reply.header('Location', `${base}/${res.location}`);
-  if (res.body === undefined || res.status === 304) return reply.send();
+  if ((res.body === undefined && res.raw === undefined) || res.status === 304) return reply.send();
   const pretty = new URLSearchParams(req.url.split('?', 2)[1] ?? '').get('_pretty') === 'true';
   reply.type(`${responseType(req) ?? 'application/fhir+json'}; charset=utf-8`);
-  return reply.send(JSON.stringify(res.body, null, pretty ? 2 : undefined));
+  if (res.raw !== undefined && !pretty) return reply.send(res.raw);
+  return reply.send(JSON.stringify(responseResource(res), null, pretty ? 2 : undefined));
 }
 
 function baseUrl(config: Pick<Config, 'baseUrl'>, req: FastifyRequest): string {

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Config } from '../config';
 import { openPglite, openPostgres, type Database } from './db';
 import { migrate } from './migrations';
+import { keepStatistics } from './statistics';
 
 export type { Database, Queryable } from './db';
 export { Repository } from './repository';
@@ -22,5 +23,13 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir
     await db.close();
     throw err;
   }
-  return db;
+  if (db.kind !== 'pglite') return db;
+  const stop = await keepStatistics(db);
+  return {
+    ...db,
+    close: async () => {
+      stop();
+      await db.close();
+    },
+  };
 }

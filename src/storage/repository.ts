@@ -112,10 +112,11 @@ export class Repository {
 
   /** Writes a new version (or a deletion) of one resource. */
   async save(input: SaveInput): Promise<SaveResult> {
-    if (!this.inTransaction) return this.transaction((repo) => repo.save(input));
+    // A new server-assigned id needs no lock and no read: its one statement is a transaction of its own.
+    if (!this.inTransaction && !input.fresh) return this.transaction((repo) => repo.save(input));
     const { type, id } = input;
     let previous: StoredVersion | undefined;
-    let previousVid: string | undefined;
+    let previousVid: string | null = null;
     if (!input.fresh) {
       await this.lock(`${type}/${id}`);
       const { rows } = await this.q.query<VersionRow>(
@@ -148,47 +149,32 @@ export class Repository {
       resource.meta = { ...resource.meta, versionId: String(version), lastUpdated };
       json = JSON.stringify(resource);
     }
-
-    const p = new SqlParams();
-    let vidExpr = 'DEFAULT';
-    if (previousVid !== undefined) {
-      const { rows } = await this.q.query<{ vid: string }>(
-        `UPDATE resource_versions SET superseded_by = nextval('resource_versions_vid_seq'), superseded_xid = pg_current_xact_id()
-         WHERE vid = $1 RETURNING superseded_by::text AS vid`,
-        [previousVid],
-      );
-      vidExpr = `${p.add(rows[0].vid)}::bigint`;
-    }
     const ix = input.index ?? { tokens: [], references: [], dates: [], strings: [] };
-    const t = p.add(type);
-    const sql = `
-      WITH v AS (
-        INSERT INTO resource_versions (vid, type, id, version, last_updated, deleted, content)
-        VALUES (${vidExpr}, ${t}, ${p.add(id)}, ${p.add(version)}, ${p.add(lastUpdated)}, ${p.add(json === null)}, ${p.add(json)})
-        RETURNING vid
-      ), t AS (
-        INSERT INTO search_token (vid, type, param, system, code)
-        SELECT v.vid, ${t}, x.param, x.system, x.code FROM v,
-          unnest(${p.add(ix.tokens.map((e) => e.param))}::text[], ${p.add(ix.tokens.map((e) => e.system))}::text[],
-                 ${p.add(ix.tokens.map((e) => e.code))}::text[]) AS x(param, system, code)
-      ), r AS (
-        INSERT INTO search_reference (vid, type, param, ref_type, ref_id)
-        SELECT v.vid, ${t}, x.param, x.ref_type, x.ref_id FROM v,
-          unnest(${p.add(ix.references.map((e) => e.param))}::text[], ${p.add(ix.references.map((e) => e.refType))}::text[],
-                 ${p.add(ix.references.map((e) => e.refId))}::text[]) AS x(param, ref_type, ref_id)
-      ), d AS (
-        INSERT INTO search_date (vid, type, param, low, high)
-        SELECT v.vid, ${t}, x.param, x.low, x.high FROM v,
-          unnest(${p.add(ix.dates.map((e) => e.param))}::text[], ${p.add(ix.dates.map((e) => toSqlTimestamp(e.low)))}::timestamptz[],
-                 ${p.add(ix.dates.map((e) => toSqlTimestamp(e.high)))}::timestamptz[]) AS x(param, low, high)
-      ), s AS (
-        INSERT INTO search_string (vid, type, param, value, raw)
-        SELECT v.vid, ${t}, x.param, x.value, x.raw FROM v,
-          unnest(${p.add(ix.strings.map((e) => e.param))}::text[], ${p.add(ix.strings.map((e) => e.value))}::text[],
-                 ${p.add(ix.strings.map((e) => e.raw))}::text[]) AS x(param, value, raw)
-      )
-      SELECT vid::text AS vid FROM v`;
-    await this.q.query(sql, p.values);
+    await this.q.query(
+      `SELECT sp_save_version($1::bigint, $2, $3, $4, $5::timestamptz, $6,
+         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+         $13::text[], $14::timestamptz[], $15::timestamptz[], $16::text[], $17::text[], $18::text[])`,
+      [
+        previousVid,
+        type,
+        id,
+        version,
+        lastUpdated,
+        json,
+        ix.tokens.map((e) => e.param),
+        ix.tokens.map((e) => e.system),
+        ix.tokens.map((e) => e.code),
+        ix.references.map((e) => e.param),
+        ix.references.map((e) => e.refType),
+        ix.references.map((e) => e.refId),
+        ix.dates.map((e) => e.param),
+        ix.dates.map((e) => toSqlTimestamp(e.low)),
+        ix.dates.map((e) => toSqlTimestamp(e.high)),
+        ix.strings.map((e) => e.param),
+        ix.strings.map((e) => e.value),
+        ix.strings.map((e) => e.raw),
+      ],
+    );
     return {
       saved: { type, id, versionId: String(version), lastUpdated, deleted: json === null, json },
       previous,
