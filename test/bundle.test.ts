@@ -1,24 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { describeEachStore, type Harness, type Reply } from './support/harness';
-import { CAREPLAN_BASED_ON_R5, carePlan, patient, referral, wellbeing, withNhsNumber } from './fixtures';
+import {
+  carePlan,
+  CAREPLAN_BASED_ON_R5,
+  ident,
+  patient,
+  pident,
+  referral,
+  scope,
+  wellbeing,
+  withNhsNumber,
+} from './fixtures';
 
 /**
  * Transaction and batch Bundles (http://hl7.org/fhir/R4/http.html#transaction) through `POST /`. Every test
  * works in its own identifier system, so the tests share one store without seeing each other's resources.
  */
 
-function scope(): string {
-  return `https://sp-bridge.example/test/${randomUUID()}`;
-}
 
-function ident(system: string, value: string): fhir4.Identifier[] {
-  return [{ system, value }];
-}
 
-/** A patient's identifiers: the NHS number SPPatient requires, and the test's own. */
-function pident(system: string, value: string): fhir4.Identifier[] {
-  return withNhsNumber(ident(system, value));
-}
 
 function urn(): string {
   return `urn:uuid:${randomUUID()}`;

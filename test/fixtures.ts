@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 /** Real-looking social prescribing resources: valid NHS numbers, national SNOMED CT codes. */
 
 export const NHS_NUMBER_SYSTEM = 'https://fhir.nhs.uk/Id/nhs-number';
@@ -103,4 +104,18 @@ export function task(
     authoredOn: '2026-03-14T10:30:00Z',
     ...extra,
   };
+}
+
+/** A fresh identifier system: tests that share a store each work in their own. */
+export function scope(): string {
+  return `https://sp-bridge.example/test/${randomUUID()}`;
+}
+
+export function ident(system: string, value: string): fhir4.Identifier[] {
+  return [{ system, value }];
+}
+
+/** A patient's identifiers: the NHS number SPPatient requires, and the test's own. */
+export function pident(system: string, value: string): fhir4.Identifier[] {
+  return withNhsNumber(ident(system, value));
 }

@@ -2,11 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { describeEachStore, type Harness, type Reply } from './support/harness';
 import {
   carePlan,
+  ident,
   NHS_NUMBER_SYSTEM,
   patient,
+  pident,
   randomNhsNumber,
   referral,
   REFERRAL_CODE,
+  scope,
   SNOMED,
   task,
   wellbeing,
@@ -25,18 +28,8 @@ const OTHER_SYSTEM = 'http://example.org/other-codes';
 const SIGNPOSTING_CODE = '1084281000000109';
 const UKCORE_SERVICE_REQUEST = 'https://fhir.hl7.org.uk/StructureDefinition/UKCore-ServiceRequest';
 
-function scope(): string {
-  return `https://sp-bridge.example/test/${randomUUID()}`;
-}
 
-function ident(system: string, value: string): fhir4.Identifier[] {
-  return [{ system, value }];
-}
 
-/** A patient's identifiers: the NHS number SPPatient requires, and the test's own. */
-function pident(system: string, value: string): fhir4.Identifier[] {
-  return withNhsNumber(ident(system, value));
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
