@@ -14,7 +14,10 @@
  * inside a datatype) and otherwise from the type's own StructureDefinition, so nested datatypes are covered
  * (Reference inside Annotation.author[x], Period inside Identifier.period, the datatypes inside
  * extensions, ...). contentReference elements (Questionnaire.item.item) reuse the referenced definition.
- * Every expression is parsed at compile time; check() only walks the instance and evaluates.
+ * Every expression is parsed at compile time, and those within the subset of ./fhirpath-compile.ts (all the
+ * constraints checked on every resource) are compiled to JS closures with fhirpath.js's exact semantics; check()
+ * only walks the instance and evaluates. forEachInvariantEvaluation() reports what check() would evaluate, for
+ * tests that compare the compiled closures with fhirpath.js.
  *
  * check() visits only the elements present in the instance, so a constraint is evaluated only where its context
  * element exists. Resources inside the instance (contained, Bundle.entry.resource, Parameters.parameter.resource)
@@ -73,6 +76,37 @@ interface Rule {
   human: string;
   /** Native test or fast path + compiled FHIRPath. Throws if evaluation fails. */
   test: (focus: unknown, env: FhirPathEnv) => boolean;
+  /** The FHIRPath evaluated (after correction), unless the rule is native. */
+  fhirpath?: { base: string | undefined; expression: string };
+}
+
+/** One constraint evaluation of a check(), as reported by forEachInvariantEvaluation(). */
+export interface InvariantEvaluation {
+  key: string;
+  /** Base type/path and expression as given to the FHIRPath engine; undefined for native rules. */
+  base: string | undefined;
+  expression: string | undefined;
+  focus: unknown;
+  env: FhirPathEnv;
+  /** FHIRPath of the focus in the instance. */
+  path: string;
+}
+
+/** What the walk does with the rules that apply to an element instance. */
+type Sink = (rules: Rule[], focus: unknown, path: string, env: FhirPathEnv) => void;
+
+/**
+ * Walks `resource` as check() does and reports, instead of evaluating, every constraint check() would evaluate
+ * there (for tests that compare evaluation engines). `checker` must come from compileInvariants().
+ */
+export function forEachInvariantEvaluation(checker: InvariantChecker, resource: unknown, visit: (e: InvariantEvaluation) => void): void {
+  const walk = (checker as { walk?: (resource: unknown, path: string | undefined, sink: Sink) => void }).walk;
+  if (!walk) throw new Error('not a checker made by compileInvariants()');
+  walk(resource, undefined, (rules, focus, path, env) => {
+    for (const r of rules) {
+      visit({ key: r.key, base: r.fhirpath?.base, expression: r.fhirpath?.expression, focus, env, path });
+    }
+  });
 }
 
 const enum Kind {
@@ -169,20 +203,25 @@ class Compiler {
 
   constructor(private readonly resolve: (typeCode: string) => fhir4.StructureDefinition | undefined) {}
 
-  checker(profile: fhir4.StructureDefinition): InvariantChecker {
+  checker(profile: fhir4.StructureDefinition): InvariantChecker & { walk(resource: unknown, path: string | undefined, sink: Sink): void } {
     const idx = indexSd(profile);
     const root = idx ? this.typeRoot(idx) : undefined;
     const rootType = profile.type;
+    const walk = (resource: unknown, path: string | undefined, sink: Sink): void => {
+      const here = path ?? (isObject(resource) && typeof resource.resourceType === 'string' ? resource.resourceType : rootType);
+      if (!root) return;
+      // Another resource type than the profile's: the structure layer reports that; its invariants don't apply.
+      if (profile.kind === 'resource' && isObject(resource) && resource.resourceType !== rootType) return;
+      const env: FhirPathEnv = { resource, rootResource: resource };
+      this.visitComplex(root, resource, here, env, sink);
+    };
     return {
+      walk,
       check: (resource, issues, path) => {
-        const here = path ?? (isObject(resource) && typeof resource.resourceType === 'string' ? resource.resourceType : rootType);
-        if (!root) return;
-        // Another resource type than the profile's: the structure layer reports that; its invariants don't apply.
-        if (profile.kind === 'resource' && isObject(resource) && resource.resourceType !== rootType) return;
         try {
-          const env: FhirPathEnv = { resource, rootResource: resource };
-          this.visitComplex(root, resource, here, env, issues);
+          walk(resource, path, (rules, focus, p, env) => evaluate(rules, focus, p, env, issues));
         } catch (err) {
+          const here = path ?? (isObject(resource) && typeof resource.resourceType === 'string' ? resource.resourceType : rootType);
           issues.push({
             severity: 'warning',
             code: 'invariant',
@@ -354,6 +393,7 @@ class Compiler {
       const nativeTest = native.test;
       return { key: c.key, severity, human, test: nativeTest };
     }
+    const source = { base, expression: '' };
     const corrected = CORRECTED[c.key];
     if (corrected && corrected.from === expression) expression = corrected.to;
     let predicate: ReturnType<typeof compilePredicate>;
@@ -363,6 +403,7 @@ class Compiler {
       // A constraint that does not parse is a defect of the profile, not of instances: fail loudly at start-up.
       throw new Error(`Invariant ${c.key} (${base ?? 'resource'}) does not parse: ${message(err)}: ${expression}`);
     }
+    source.expression = expression;
     const fast = FAST_PATHS[c.key];
     if (fast && fast.expression === expression) {
       const { holds, fails } = fast;
@@ -370,6 +411,7 @@ class Compiler {
         key: c.key,
         severity,
         human,
+        fhirpath: source,
         test: (focus, env) => {
           if (isObject(focus)) {
             if (holds(focus, env)) return true;
@@ -379,7 +421,7 @@ class Compiler {
         },
       };
     }
-    return { key: c.key, severity, human, test: predicate };
+    return { key: c.key, severity, human, test: predicate, fhirpath: source };
   }
 
   /** Root node for a nested resource of the given type, compiled the first time that type is seen. */
@@ -403,9 +445,9 @@ class Compiler {
   // -------------------------------------------------------------------------------------------------------------
   // Check
 
-  private visitComplex(node: Node, data: unknown, path: string, env: FhirPathEnv, issues: ValidationIssue[]): void {
+  private visitComplex(node: Node, data: unknown, path: string, env: FhirPathEnv, sink: Sink): void {
     if (!isObject(data)) return;
-    evaluate(node.rules, data, path, env, issues);
+    if (node.rules.length > 0) sink(node.rules, data, path, env);
     const children = node.children;
     if (children.size === 0) return;
     for (const key of Object.keys(data)) {
@@ -414,22 +456,22 @@ class Compiler {
       const value = data[key];
       const p = `${path}.${child.name}`;
       if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++) this.visit(child, value[i], `${p}[${i}]`, env, issues);
+        for (let i = 0; i < value.length; i++) this.visit(child, value[i], `${p}[${i}]`, env, sink);
       } else {
-        this.visit(child, value, p, env, issues);
+        this.visit(child, value, p, env, sink);
       }
     }
   }
 
-  private visit(child: Child, value: unknown, path: string, env: FhirPathEnv, issues: ValidationIssue[]): void {
+  private visit(child: Child, value: unknown, path: string, env: FhirPathEnv, sink: Sink): void {
     const node = child.node;
     switch (node.kind) {
       case Kind.Complex:
-        this.visitComplex(node, value, path, env, issues);
+        this.visitComplex(node, value, path, env, sink);
         return;
       case Kind.Primitive:
         if (node.rules.length > 0 && value !== null && value !== undefined && typeof value !== 'object') {
-          evaluate(node.rules, value, path, env, issues);
+          sink(node.rules, value, path, env);
         }
         return;
       case Kind.Resource: {
@@ -442,8 +484,8 @@ class Compiler {
           rootResource: child.contained ? env.rootResource : value,
           '#bundle': !child.contained && isObject(parent) && parent.resourceType === 'Bundle' ? parent : env['#bundle'],
         };
-        evaluate(node.rules, value, path, env, issues);
-        this.visitComplex(root, value, path, nested, issues);
+        if (node.rules.length > 0) sink(node.rules, value, path, env);
+        this.visitComplex(root, value, path, nested, sink);
         return;
       }
     }
