@@ -13,6 +13,8 @@ export interface Config {
   logLevel: string;
   /** How a code from a code system sp-bridge does not bundle is reported, outside required bindings. */
   unknownCodeSystem: 'warning' | 'information' | 'ignore';
+  /** The destinations file (JSON) saying where records are delivered; absent means no delivery. */
+  destinationsFile?: string;
 }
 
 export class ConfigError extends Error {
@@ -48,6 +50,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LOG_LEVEL || 'info',
     unknownCodeSystem: (env.UNKNOWN_CODE_SYSTEM || 'warning') as Config['unknownCodeSystem'],
   };
+  if (env.DESTINATIONS_FILE) config.destinationsFile = path.resolve(env.DESTINATIONS_FILE);
   if (!['warning', 'information', 'ignore'].includes(config.unknownCodeSystem)) {
     problems.push(`UNKNOWN_CODE_SYSTEM must be warning, information or ignore, not '${config.unknownCodeSystem}'`);
   }

@@ -24,7 +24,11 @@ export interface DeliveryItem {
   attempt: number;
 }
 
-export type DeliveryOutcome =
+/**
+ * What an attempt came to. Every kind may carry `httpStatus`, the destination's HTTP (or HTTP-like) status when
+ * it gave one: the engine records it with the attempt for the operator.
+ */
+export type DeliveryOutcome = { httpStatus?: number } & (
   /** The destination has it. */
   | { kind: 'delivered'; summary: string }
   /** Handed over; the destination will acknowledge later (e.g. an ITK3 business ack over MESH). */
@@ -32,7 +36,8 @@ export type DeliveryOutcome =
   /** Try again later (network, 5xx, 408, 429); `retryAfterMs` when the destination said when. */
   | { kind: 'retry'; summary: string; retryAfterMs?: number; outcome?: fhir4.OperationOutcome }
   /** Will never succeed as it is (4xx, a record the destination rejects): dead-letter. */
-  | { kind: 'failed'; summary: string; outcome: fhir4.OperationOutcome };
+  | { kind: 'failed'; summary: string; outcome: fhir4.OperationOutcome }
+);
 
 /** An acknowledgement that arrived later for an `accepted` delivery. */
 export interface Acknowledgement {

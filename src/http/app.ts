@@ -7,11 +7,12 @@ import { operations } from '../fhir/operations';
 import { FhirRouter } from '../fhir/router';
 import type { FhirResponse } from '../fhir/types';
 import { parsePrefer, parseQuery, responseResource } from '../fhir/types';
-import type { Database } from '../storage';
+import type { Database, Outbox } from '../storage';
 import { Repository } from '../storage';
 import { getTerminologyResources } from '../terminology/resources';
 import type { ResourceValidator } from '../validation/types';
 import { getValidator } from '../validation/validator';
+import { registerAdmin } from './admin';
 import { mediaTypes, responseType } from './content';
 import { toErrorResponse } from './errors';
 
@@ -23,6 +24,8 @@ export interface AppOptions {
   validator?: ResourceValidator;
   /** Defaults to the shipped terminology and StructureDefinitions. */
   conformance?: ConformanceSource[];
+  /** Delivery: what each write enqueues (src/delivery/outbox.ts) and the destinations the admin API lists. */
+  delivery?: { outbox?: Outbox; destinations?: string[]; clock?: () => Date };
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -43,7 +46,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
     routerOptions: { ignoreTrailingSlash: true },
   });
-  const router = new FhirRouter({ repo: Repository.open(db), validator, operations, conformance });
+  const router = new FhirRouter({ repo: Repository.open(db, { outbox: options.delivery?.outbox }), validator, operations, conformance });
 
   mediaTypes(app);
 
@@ -98,6 +101,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
     return send(req, reply, res, ctx.baseUrl);
   };
+  registerAdmin(app, { db, destinations: options.delivery?.destinations, clock: options.delivery?.clock });
   app.route({ method: ['GET', 'POST', 'PUT', 'DELETE'], url: '/', handler, exposeHeadRoute: true });
   app.route({ method: ['GET', 'POST', 'PUT', 'DELETE'], url: '/*', handler, exposeHeadRoute: true });
   return app;

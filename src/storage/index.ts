@@ -6,7 +6,9 @@ import { keepStatistics } from './statistics';
 
 export type { Database, Queryable } from './db';
 export { Repository } from './repository';
-export type { StoredVersion, SearchResult } from './repository';
+export type { StoredVersion, SearchResult, Outbox, OutboxChange, OutboxRow } from './repository';
+export { DeliveryStore } from './deliveries';
+export type { DeliveryRow, DeliveryState, AttemptRow, ClaimedDelivery } from './deliveries';
 
 /** Opens the configured store (PostgreSQL when DATABASE_URL is set, else PGlite in DATA_DIR) and migrates it. */
 export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize'>): Promise<Database> {

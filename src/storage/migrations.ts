@@ -129,6 +129,98 @@ END
 $$`,
     ],
   },
+  {
+    id: 3,
+    name: 'delivery outbox',
+    // The outbox: one row per (version, destination) that must be delivered, written by sp_save_version in
+    // the same statement as the version itself, so a write and what it must deliver commit or roll back
+    // together. order_key is the patient reference (or type/id when there is none): rows of one order_key
+    // and destination are delivered in id order. See src/storage/deliveries.ts for the state machine.
+    statements: [
+      `CREATE TABLE deliveries (
+  id bigserial PRIMARY KEY,
+  destination text NOT NULL,
+  idempotency_key text NOT NULL UNIQUE,
+  event text NOT NULL,
+  vid bigint NOT NULL,
+  resource_type text NOT NULL,
+  resource_id text NOT NULL,
+  version integer NOT NULL,
+  order_key text NOT NULL,
+  patient_ref text,
+  state text NOT NULL DEFAULT 'queued',
+  attempts integer NOT NULL DEFAULT 0,
+  attempt_floor integer NOT NULL DEFAULT 0,
+  due_at timestamptz NOT NULL DEFAULT now(),
+  claimed_until timestamptz,
+  claimed_by text,
+  correlation_id text,
+  last_summary text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  finished_at timestamptz
+)`,
+      `CREATE INDEX deliveries_due ON deliveries (due_at, id) WHERE state IN ('queued', 'failed', 'in-flight')`,
+      `CREATE INDEX deliveries_order ON deliveries (destination, order_key, id) WHERE state IN ('queued', 'failed', 'in-flight')`,
+      `CREATE INDEX deliveries_resource ON deliveries (destination, resource_type, resource_id, version)`,
+      `CREATE INDEX deliveries_state ON deliveries (state, destination, id)`,
+      `CREATE UNIQUE INDEX deliveries_correlation ON deliveries (destination, correlation_id) WHERE correlation_id IS NOT NULL`,
+      `CREATE TABLE delivery_attempts (
+  id bigserial PRIMARY KEY,
+  delivery_id bigint NOT NULL REFERENCES deliveries (id),
+  attempt integer NOT NULL,
+  started_at timestamptz NOT NULL,
+  finished_at timestamptz NOT NULL,
+  outcome text NOT NULL,
+  summary text NOT NULL,
+  http_status integer,
+  worker text,
+  operation_outcome text
+)`,
+      `CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id)`,
+      `DROP FUNCTION sp_save_version(bigint, text, text, integer, timestamptz, text, text[], text[], text[], text[], text[], text[], text[], timestamptz[], timestamptz[], text[], text[], text[])`,
+      `CREATE FUNCTION sp_save_version(
+  p_previous bigint, p_type text, p_id text, p_version integer, p_last_updated timestamptz, p_content text,
+  p_tok_param text[], p_tok_system text[], p_tok_code text[],
+  p_ref_param text[], p_ref_type text[], p_ref_id text[],
+  p_date_param text[], p_date_low timestamptz[], p_date_high timestamptz[],
+  p_str_param text[], p_str_value text[], p_str_raw text[],
+  p_dlv_destination text[], p_dlv_event text[], p_dlv_key text[], p_dlv_order text[], p_dlv_patient text[]
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  v bigint := nextval('resource_versions_vid_seq');
+BEGIN
+  IF p_previous IS NOT NULL THEN
+    UPDATE resource_versions SET superseded_by = v, superseded_xid = pg_current_xact_id() WHERE vid = p_previous;
+  END IF;
+  INSERT INTO resource_versions (vid, type, id, version, last_updated, deleted, content)
+    VALUES (v, p_type, p_id, p_version, p_last_updated, p_content IS NULL, p_content);
+  IF cardinality(p_tok_param) > 0 THEN
+    INSERT INTO search_token (vid, type, param, system, code)
+      SELECT v, p_type, x.param, x.system, x.code FROM unnest(p_tok_param, p_tok_system, p_tok_code) AS x(param, system, code);
+  END IF;
+  IF cardinality(p_ref_param) > 0 THEN
+    INSERT INTO search_reference (vid, type, param, ref_type, ref_id)
+      SELECT v, p_type, x.param, x.ref_type, x.ref_id FROM unnest(p_ref_param, p_ref_type, p_ref_id) AS x(param, ref_type, ref_id);
+  END IF;
+  IF cardinality(p_date_param) > 0 THEN
+    INSERT INTO search_date (vid, type, param, low, high)
+      SELECT v, p_type, x.param, x.low, x.high FROM unnest(p_date_param, p_date_low, p_date_high) AS x(param, low, high);
+  END IF;
+  IF cardinality(p_str_param) > 0 THEN
+    INSERT INTO search_string (vid, type, param, value, raw)
+      SELECT v, p_type, x.param, x.value, x.raw FROM unnest(p_str_param, p_str_value, p_str_raw) AS x(param, value, raw);
+  END IF;
+  IF cardinality(p_dlv_destination) > 0 THEN
+    INSERT INTO deliveries (destination, idempotency_key, event, vid, resource_type, resource_id, version, order_key, patient_ref)
+      SELECT x.destination, x.key, x.event, v, p_type, p_id, p_version, x.order_key, x.patient
+      FROM unnest(p_dlv_destination, p_dlv_event, p_dlv_key, p_dlv_order, p_dlv_patient) AS x(destination, event, key, order_key, patient);
+  END IF;
+  RETURN v;
+END
+$$`,
+    ],
+  },
 ];
 
 const MIGRATION_LOCK = 7_326_001;

@@ -35,6 +35,34 @@ export interface SaveResult {
   unchanged: boolean;
 }
 
+/** A write, as the outbox sees it: what it must deliver is decided from this. */
+export interface OutboxChange {
+  type: string;
+  id: string;
+  version: number;
+  /** The new content, null for a deletion. */
+  resource: fhir4.Resource | null;
+  /** The content of the version this write replaces: undefined when there was none, null when it was a deletion. */
+  previous: fhir4.Resource | null | undefined;
+}
+
+/** One delivery to enqueue with a write (a row of the deliveries table). */
+export interface OutboxRow {
+  destination: string;
+  event: string;
+  idempotencyKey: string;
+  /** Rows with the same destination and order key are delivered in order: the patient, else the resource. */
+  orderKey: string;
+  patientRef: string | null;
+}
+
+/** Decides which deliveries a write enqueues; called inside the write's transaction. */
+export type Outbox = (change: OutboxChange) => OutboxRow[];
+
+export interface RepositoryOptions {
+  outbox?: Outbox;
+}
+
 export interface SearchResult {
   matches: StoredVersion[];
   included: StoredVersion[];
@@ -71,10 +99,12 @@ export class Repository {
   private constructor(
     private readonly q: Queryable,
     private readonly db: Database | undefined,
+    private readonly options: RepositoryOptions,
   ) {}
 
-  static open(db: Database): Repository {
-    return new Repository(db, db);
+  /** `options.outbox` decides what each write enqueues for delivery (nothing without it). */
+  static open(db: Database, options: RepositoryOptions = {}): Repository {
+    return new Repository(db, db, options);
   }
 
   get inTransaction(): boolean {
@@ -84,7 +114,7 @@ export class Repository {
   /** Runs `fn` with a repository bound to one transaction; nested calls join the outer transaction. */
   transaction<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
     if (!this.db) return fn(this);
-    return this.db.transaction((tx) => fn(new Repository(tx, undefined)));
+    return this.db.transaction((tx) => fn(new Repository(tx, undefined, this.options)));
   }
 
   /** Serialises writers on `key` until the transaction ends (on every instance sharing the database). */
@@ -150,10 +180,20 @@ export class Repository {
       json = JSON.stringify(resource);
     }
     const ix = input.index ?? { tokens: [], references: [], dates: [], strings: [] };
+    const outbox = this.options.outbox
+      ? this.options.outbox({
+          type,
+          id,
+          version,
+          resource: input.resource,
+          previous: previous ? (previous.json === null ? null : (JSON.parse(previous.json) as fhir4.Resource)) : undefined,
+        })
+      : [];
     await this.q.query(
       `SELECT sp_save_version($1::bigint, $2, $3, $4, $5::timestamptz, $6,
          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-         $13::text[], $14::timestamptz[], $15::timestamptz[], $16::text[], $17::text[], $18::text[])`,
+         $13::text[], $14::timestamptz[], $15::timestamptz[], $16::text[], $17::text[], $18::text[],
+         $19::text[], $20::text[], $21::text[], $22::text[], $23::text[])`,
       [
         previousVid,
         type,
@@ -173,6 +213,11 @@ export class Repository {
         ix.strings.map((e) => e.param),
         ix.strings.map((e) => e.value),
         ix.strings.map((e) => e.raw),
+        outbox.map((r) => r.destination),
+        outbox.map((r) => r.event),
+        outbox.map((r) => r.idempotencyKey),
+        outbox.map((r) => r.orderKey),
+        outbox.map((r) => r.patientRef),
       ],
     );
     return {

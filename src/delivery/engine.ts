@@ -1,0 +1,332 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Database } from '../storage/db';
+import { DeliveryStore, type ClaimedDelivery, type FinishResult } from '../storage/deliveries';
+import type { Acknowledgement, DeliveryItem, DeliveryOutcome } from './adapter';
+import { backoffMs } from './backoff';
+import { DEFAULT_WORKER, type Destination, type WorkerSettings } from './destinations';
+
+export interface DeliveryLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface EngineOptions {
+  db: Database;
+  destinations: Destination[];
+  worker?: Partial<WorkerSettings>;
+  logger?: DeliveryLogger;
+  /** The engine's time: due times, leases and backoff are all measured with it (tests move it). */
+  clock?: () => Date;
+  /** For the backoff jitter (tests fix it). */
+  random?: () => number;
+  /** Names this engine in claims and attempt records; defaults to host:pid:random. */
+  workerId?: string;
+}
+
+interface Running {
+  item: ClaimedDelivery;
+  abort: AbortController;
+  /** Set at shutdown: the attempt is abandoned and its row given back instead of finished. */
+  abandoned: boolean;
+  done: Promise<void>;
+}
+
+const silent: DeliveryLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/**
+ * Delivery workers: claim due rows of the outbox, hand each to its destination's adapter, record the attempt
+ * and move the row on (delivered, awaiting-ack, retry later with backoff, or dead). Any number of engines,
+ * in one process or many, may share one database: claims use FOR UPDATE SKIP LOCKED and carry a lease.
+ */
+export class DeliveryEngine {
+  readonly workerId: string;
+  readonly store: DeliveryStore;
+  private readonly settings: WorkerSettings;
+  private readonly destinations: Map<string, Destination>;
+  private readonly logger: DeliveryLogger;
+  private readonly clock: () => Date;
+  private readonly random: () => number;
+  private readonly running = new Map<string, Running>();
+  /** Acknowledgements that arrived before their row was recorded as awaiting-ack (a fast destination). */
+  private readonly earlyAcks = new Map<string, Acknowledgement>();
+  private active = false;
+  private loopDone: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private adaptersStarted = false;
+
+  constructor(private readonly options: EngineOptions) {
+    this.settings = { ...DEFAULT_WORKER, ...options.worker };
+    this.destinations = new Map(options.destinations.map((d) => [d.id, d]));
+    this.logger = options.logger ?? silent;
+    this.clock = options.clock ?? (() => new Date());
+    this.random = options.random ?? Math.random;
+    this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.store = new DeliveryStore(options.db);
+  }
+
+  get destinationIds(): string[] {
+    return [...this.destinations.keys()];
+  }
+
+  /** Starts the adapters (asynchronous ones begin watching for acknowledgements) and the claim loop. */
+  async start(): Promise<void> {
+    await this.startAdapters();
+    if (this.active || this.destinations.size === 0) return;
+    this.active = true;
+    this.loopDone = this.loop();
+  }
+
+  /** Starts the adapters only (for driving the engine with runOnce). */
+  async startAdapters(): Promise<void> {
+    if (this.adaptersStarted) return;
+    this.adaptersStarted = true;
+    for (const dest of this.destinations.values()) {
+      if (dest.adapter.start) await dest.adapter.start((ack) => this.onAcknowledgement(dest.id, ack));
+    }
+  }
+
+  /**
+   * Graceful stop: claims nothing more, lets in-flight attempts finish for up to shutdownTimeoutMs, then
+   * aborts the rest and gives their rows back to the queue, and stops the adapters.
+   */
+  async stop(): Promise<void> {
+    this.active = false;
+    this.wake?.();
+    await this.loopDone;
+    if (this.running.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.settings.shutdownTimeoutMs);
+      });
+      await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), timeout]);
+      clearTimeout(timer);
+    }
+    const left = [...this.running.values()];
+    if (left.length > 0) {
+      for (const r of left) {
+        r.abandoned = true;
+        r.abort.abort(new Error('sp-bridge is shutting down'));
+      }
+      try {
+        const n = await this.store.release(left.map((r) => r.item.id), this.workerId, this.clock());
+        this.logger.warn({ released: n }, 'delivery attempts abandoned at shutdown; rows given back to the queue');
+      } catch (err) {
+        this.logger.error({ err }, 'could not give back claimed deliveries; their leases will expire');
+      }
+    }
+    if (this.adaptersStarted) {
+      this.adaptersStarted = false;
+      for (const dest of this.destinations.values()) {
+        try {
+          await dest.adapter.stop?.();
+        } catch (err) {
+          this.logger.error({ err, destination: dest.id }, 'adapter did not stop cleanly');
+        }
+      }
+    }
+  }
+
+  /**
+   * One round, for tests and tools: claims what is due now (up to `limit`) and runs those attempts to the end.
+   * Returns how many rows it claimed (superseded rows included). Not for use while the loop runs.
+   */
+  async runOnce(limit = this.settings.concurrency): Promise<number> {
+    const claimed = await this.claim(limit);
+    await Promise.all(claimed.filter((item) => item.state !== 'superseded').map((item) => this.launch(item).done));
+    return claimed.length;
+  }
+
+  /** Runs rounds until nothing is due (at the engine's current time). */
+  async drain(maxRounds = 10_000): Promise<number> {
+    let total = 0;
+    for (let i = 0; i < maxRounds; i++) {
+      const n = await this.runOnce();
+      if (n === 0) return total;
+      total += n;
+    }
+    return total;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.active) {
+      let claimed = 0;
+      const free = this.settings.concurrency - this.running.size;
+      if (free > 0) {
+        try {
+          const items = await this.claim(free);
+          claimed = items.length;
+          for (const item of items) if (item.state !== 'superseded') this.launch(item);
+        } catch (err) {
+          this.logger.error({ err }, 'claiming deliveries failed');
+        }
+      }
+      if (!this.active) break;
+      if (claimed === 0 || this.running.size >= this.settings.concurrency) await this.sleep(this.settings.pollIntervalMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+
+  private async claim(limit: number): Promise<ClaimedDelivery[]> {
+    const items = await this.store.claim({
+      destinations: this.destinationIds,
+      limit,
+      now: this.clock(),
+      leaseMs: this.settings.leaseMs,
+      worker: this.workerId,
+    });
+    return items;
+  }
+
+  private launch(item: ClaimedDelivery): Running {
+    const running: Running = { item, abort: new AbortController(), abandoned: false, done: Promise.resolve() };
+    running.done = this.attempt(running)
+      .catch((err: unknown) => this.logger.error({ err, delivery: item.id, destination: item.destination }, 'delivery attempt failed'))
+      .finally(() => {
+        this.running.delete(item.id);
+        this.wake?.();
+      });
+    this.running.set(item.id, running);
+    return running;
+  }
+
+  private async attempt(running: Running): Promise<void> {
+    const { item } = running;
+    const dest = this.destinations.get(item.destination);
+    if (!dest) return;
+    const startedAt = this.clock();
+    if (item.attempts > dest.retry.maxAttempts) {
+      // Claims whose leases expired used up the attempts (e.g. a record that crashes the process).
+      const summary = `Gave up: ${item.attempts - 1} attempts did not finish before their leases expired`;
+      await this.store.finish(item.id, this.workerId, item.attemptNumber, this.clock(), { state: 'dead' }, {
+        startedAt,
+        outcome: 'failed',
+        summary,
+      });
+      return;
+    }
+    const deliveryItem: DeliveryItem = {
+      idempotencyKey: item.idempotencyKey,
+      destinationId: item.destination,
+      event: item.event as DeliveryItem['event'],
+      resourceType: item.resourceType,
+      resourceId: item.resourceId,
+      versionId: String(item.version),
+      resource: item.content ? (JSON.parse(item.content) as fhir4.Resource) : undefined,
+      patientRef: item.patientRef ?? undefined,
+      attempt: item.attempts,
+    };
+    const outcome = await this.callAdapter(dest, deliveryItem, running);
+    if (running.abandoned) return;
+    const now = this.clock();
+    let result: FinishResult;
+    let recorded = outcome.kind === 'error' ? 'error' : outcome.kind;
+    let summary = outcome.summary;
+    switch (outcome.kind) {
+      case 'delivered':
+        result = { state: 'delivered' };
+        break;
+      case 'accepted':
+        result = { state: 'awaiting-ack', correlationId: outcome.correlationId };
+        break;
+      case 'failed':
+        result = { state: 'dead' };
+        break;
+      default:
+        if (item.attempts >= dest.retry.maxAttempts) {
+          result = { state: 'dead' };
+          summary = `${summary} (gave up after ${item.attempts} attempts)`;
+        } else {
+          const wait = backoffMs(dest.retry, item.attempts, this.random, outcome.kind === 'retry' ? outcome.retryAfterMs : undefined);
+          result = { state: 'failed', dueAt: new Date(now.getTime() + wait) };
+        }
+        recorded = outcome.kind === 'error' ? 'error' : 'retry';
+    }
+    const moved = await this.store.finish(item.id, this.workerId, item.attemptNumber, now, result, {
+      startedAt,
+      outcome: recorded,
+      summary,
+      httpStatus: outcome.kind === 'error' ? undefined : outcome.httpStatus,
+      operationOutcome: outcome.kind === 'retry' || outcome.kind === 'failed' ? outcome.outcome : undefined,
+    });
+    this.logger.info(
+      { delivery: item.id, destination: item.destination, attempt: item.attempts, outcome: recorded, state: moved ? result.state : 'lost-claim' },
+      'delivery attempt',
+    );
+    if (moved && result.state === 'awaiting-ack') {
+      const early = this.earlyAcks.get(`${dest.id}\u0000${result.correlationId}`);
+      if (early) {
+        this.earlyAcks.delete(`${dest.id}\u0000${result.correlationId}`);
+        await this.onAcknowledgement(dest.id, early);
+      }
+    }
+  }
+
+  /** Calls the adapter under the attempt timeout; a throw or a timeout is an `error` (retried). */
+  private async callAdapter(
+    dest: Destination,
+    item: DeliveryItem,
+    running: Running,
+  ): Promise<DeliveryOutcome | { kind: 'error'; summary: string }> {
+    const signal = running.abort.signal;
+    let timer: NodeJS.Timeout | undefined;
+    const aborted = new Promise<{ kind: 'error'; summary: string }>((resolve) => {
+      const onAbort = () =>
+        resolve({ kind: 'error', summary: running.abandoned ? 'Abandoned at shutdown' : `No answer within ${this.settings.attemptTimeoutMs} ms` });
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    timer = setTimeout(() => running.abort.abort(new Error('delivery attempt timed out')), this.settings.attemptTimeoutMs);
+    try {
+      return await Promise.race([
+        dest.adapter.deliver(item, signal).then(
+          (o) => checkOutcome(o),
+          (err: unknown) => ({ kind: 'error' as const, summary: `Adapter error: ${err instanceof Error ? err.message : String(err)}` }),
+        ),
+        aborted,
+      ]);
+    } finally {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+  }
+
+  private async onAcknowledgement(destination: string, ack: Acknowledgement): Promise<void> {
+    const found = await this.store.acknowledge(destination, ack.correlationId, ack.result, ack.summary, this.clock(), ack.outcome);
+    if (found) {
+      this.logger.info({ destination, correlationId: ack.correlationId, result: ack.result }, 'delivery acknowledged');
+      return;
+    }
+    const inFlightHere = [...this.running.values()].some((r) => r.item.destination === destination);
+    if (inFlightHere && this.earlyAcks.size < 10_000) {
+      this.earlyAcks.set(`${destination}\u0000${ack.correlationId}`, ack);
+      return;
+    }
+    this.logger.warn({ destination, correlationId: ack.correlationId }, 'acknowledgement for no delivery awaiting one; ignored');
+  }
+}
+
+/** An adapter that answers something outside the contract is treated as an error (retried), not trusted. */
+function checkOutcome(o: DeliveryOutcome): DeliveryOutcome | { kind: 'error'; summary: string } {
+  const kinds = ['delivered', 'accepted', 'retry', 'failed'];
+  if (!o || typeof o !== 'object' || !kinds.includes(o.kind) || typeof o.summary !== 'string') {
+    return { kind: 'error', summary: 'Adapter answered something that is not a DeliveryOutcome' };
+  }
+  if (o.kind === 'accepted' && (typeof o.correlationId !== 'string' || o.correlationId === '')) {
+    return { kind: 'error', summary: "Adapter answered 'accepted' without a correlationId" };
+  }
+  return o;
+}
