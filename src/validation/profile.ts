@@ -40,25 +40,25 @@ export interface ElementRule {
 }
 
 interface ChildKeys {
-  byKey: Map<string, { rule: ElementRule; type?: string; extension: boolean }>;
+  byKey: Map<string, { rule: ElementRule; position: number; type?: string; extension: boolean }>;
   choices: ElementRule[];
 }
 
 function indexChildren(children: ElementRule[]): ChildKeys {
   const byKey: ChildKeys['byKey'] = new Map();
   const choices: ElementRule[] = [];
-  for (const rule of children) {
+  children.forEach((rule, position) => {
     if (rule.choice) {
       choices.push(rule);
       for (const [key, type] of rule.choice.keys) {
-        byKey.set(key, { rule, type, extension: false });
-        byKey.set(`_${key}`, { rule, type, extension: true });
+        byKey.set(key, { rule, position, type, extension: false });
+        byKey.set(`_${key}`, { rule, position, type, extension: true });
       }
     } else {
-      byKey.set(rule.name, { rule, extension: false });
-      byKey.set(rule.extensionKey, { rule, extension: true });
+      byKey.set(rule.name, { rule, position, extension: false });
+      byKey.set(rule.extensionKey, { rule, position, extension: true });
     }
-  }
+  });
   return { byKey, choices };
 }
 
@@ -245,9 +245,10 @@ export class ProfileChecker {
     if (depth > 64) return;
     const owner = rule.children.length ? rule : rule.datatype;
     if (!owner?.keys) return;
-    const found = this.collect(owner.keys, value, path, issues);
-    for (const child of owner.children) {
-      const occurrences = found.get(child) ?? NONE;
+    const found = this.collect(owner.keys, owner.children.length, value, path, issues);
+    for (let c = 0; c < owner.children.length; c++) {
+      const child = owner.children[c];
+      const occurrences = found[c] ?? NONE;
       const count = occurrences.length;
       if (count < child.min) {
         issues.push({
@@ -277,9 +278,9 @@ export class ProfileChecker {
     }
   }
 
-  /** The value's elements by the child rule they belong to; a choice type not allowed here is an error. */
-  private collect(keys: ChildKeys, value: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[]): Map<ElementRule, Occurrence[]> {
-    const found = new Map<ElementRule, Occurrence[]>();
+  /** The value's elements by the position of the child rule they belong to; a choice type not allowed here is an error. */
+  private collect(keys: ChildKeys, size: number, value: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[]): (Occurrence[] | undefined)[] {
+    const found: (Occurrence[] | undefined)[] = new Array(size);
     for (const key in value) {
       const hit = keys.byKey.get(key);
       if (!hit) {
@@ -289,9 +290,7 @@ export class ProfileChecker {
       // `_x` alone (an id or extensions without a value) still makes the element present.
       const name = hit.extension ? key.slice(1) : key;
       if (hit.extension && value[name] !== undefined) continue;
-      let list = found.get(hit.rule);
-      if (!list) found.set(hit.rule, (list = []));
-      push(list, value[key], name, path, hit.type);
+      push((found[hit.position] ??= []), value[key], name, path, hit.type);
     }
     return found;
   }

@@ -71,7 +71,8 @@ export class Validator implements ResourceValidator {
         type: sd.type,
         rules,
         checker: new ProfileChecker(rules, context),
-        invariants: compileInvariants(sd, (code) => definitions.base(code)),
+        // A type may be a profile of a datatype (SimpleQuantity): its constraints apply too.
+        invariants: compileInvariants(sd, (code) => definitions.base(code) ?? definitions.get(code)),
       });
     }
   }
@@ -287,6 +288,8 @@ export function getValidator(): Validator {
 }
 
 function displayMatches(display: string, concept: ConceptDetails): boolean {
+  // Nearly every display is the preferred term as published: settle that without normalising anything.
+  if (display === concept.display) return true;
   const norm = (s: string) => s.trim().replace(/\s+/g, ' ').toLowerCase();
   const wanted = norm(display);
   return (
