@@ -3,7 +3,9 @@ import { validateCommand } from './validate';
 const USAGE = `Usage: sp-bridge <command> [options]
 
 Commands:
-  validate <file|dir ...>   validate FHIR resources and Bundles offline (sp-bridge validate --help)`;
+  validate <file|dir ...>   validate FHIR resources and Bundles offline (sp-bridge validate --help)
+  mock-gp [--port N]        run a loopback FHIR receiver standing in for a GP system (sp-bridge mock-gp --help)
+  mock-mesh [--port N]      run a loopback MESH API with an ITK3 GP responder (sp-bridge mock-mesh --help)`;
 
 /** The `sp-bridge` command line; returns the process exit code. */
 export function main(argv: string[], out: (line: string) => void = (line) => process.stdout.write(`${line}\n`)): number {
@@ -11,6 +13,8 @@ export function main(argv: string[], out: (line: string) => void = (line) => pro
   switch (command) {
     case 'validate':
       return validateCommand(rest, out);
+    case 'mock-mesh': return (require('../mock/mesh') as typeof import('../mock/mesh')).mockMeshCommand(rest, out);
+    case 'mock-gp': return (require('../mock/gp-command') as typeof import('../mock/gp-command')).mockGpCommand(rest, out);
     case undefined:
     case '--help':
     case 'help':

@@ -53,7 +53,8 @@ export const DEFAULT_WORKER: WorkerSettings = {
   concurrency: 8,
   pollIntervalMs: 1000,
   leaseMs: 5 * 60_000,
-  attemptTimeoutMs: 60_000,
+  // Above the fhir-rest adapter's own connect + headers + body timeouts (70 s), so the adapter reports first.
+  attemptTimeoutMs: 90_000,
   shutdownTimeoutMs: 10_000,
 };
 
