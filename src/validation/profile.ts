@@ -42,6 +42,8 @@ export interface ElementRule {
 interface ChildKeys {
   byKey: Map<string, { rule: ElementRule; position: number; type?: string; extension: boolean }>;
   choices: ElementRule[];
+  /** Positions of the children with a minimum cardinality. */
+  required: number[];
 }
 
 function indexChildren(children: ElementRule[]): ChildKeys {
@@ -59,7 +61,8 @@ function indexChildren(children: ElementRule[]): ChildKeys {
       byKey.set(rule.extensionKey, { rule, position, extension: true });
     }
   });
-  return { byKey, choices };
+  const required = children.flatMap((rule, position) => (rule.min > 0 ? [position] : []));
+  return { byKey, choices, required };
 }
 
 /** What the profile layer needs from the rest of the validator. */
@@ -246,10 +249,10 @@ export class ProfileChecker {
     const owner = rule.children.length ? rule : rule.datatype;
     if (!owner?.keys) return;
     const found = this.collect(owner.keys, owner.children.length, value, path, issues);
-    for (let c = 0; c < owner.children.length; c++) {
+    // Most elements are absent: only the required ones and those present need looking at.
+    for (const c of owner.keys.required) {
       const child = owner.children[c];
-      const occurrences = found[c] ?? NONE;
-      const count = occurrences.length;
+      const count = found[c]?.length ?? 0;
       if (count < child.min) {
         issues.push({
           severity: 'error',
@@ -258,15 +261,19 @@ export class ProfileChecker {
           expression: `${path()}.${child.name}`,
         });
       }
-      if (count > child.max) {
+    }
+    for (let c = 0; c < found.length; c++) {
+      const occurrences = found[c];
+      if (!occurrences) continue;
+      const child = owner.children[c];
+      if (occurrences.length > child.max) {
         issues.push({
           severity: 'error',
           code: 'invalid',
-          diagnostics: `${child.name} may appear at most ${child.max} time(s), but appears ${count} times`,
+          diagnostics: `${child.name} may appear at most ${child.max} time(s), but appears ${occurrences.length} times`,
           expression: `${path()}.${child.name}`,
         });
       }
-      if (count === 0) continue;
       const sliceOf = child.slicing && child.slices.length ? this.assignSlices(child, occurrences, path, issues) : undefined;
       for (let i = 0; i < occurrences.length; i++) {
         const occ = occurrences[i];
