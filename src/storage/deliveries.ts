@@ -121,6 +121,8 @@ export class DeliveryStore {
     if (opts.destinations.length === 0 || opts.limit <= 0) return [];
     const now = opts.now.toISOString();
     return this.db.transaction(async (tx) => {
+      // Read the ready index in order and stop at the limit, whatever the (possibly stale) statistics say.
+      await tx.query('SET LOCAL enable_sort = off');
       const { rows } = await tx.query<RawRow & { prev_state: string; superseded: boolean; content: string | null }>(
         `WITH c AS (
            SELECT d.id, d.state AS prev_state,
@@ -128,13 +130,12 @@ export class DeliveryStore {
                        AND n.resource_id = d.resource_id AND n.version > d.version AND n.state IN ('queued', 'failed')) AS superseded
            FROM deliveries d
            WHERE d.destination = ANY($1::text[])
-             AND ((d.state IN ('queued', 'failed') AND d.due_at <= $2::timestamptz)
-               OR (d.state = 'in-flight' AND d.claimed_until <= $2::timestamptz))
+             AND d.state IN ${WAITING} AND d.ready_at <= $2::timestamptz
              AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination = d.destination AND e.order_key = d.order_key
                                AND e.id < d.id AND e.state IN ${WAITING})
              AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination = d.destination AND e.order_key = d.order_key
                                AND e.id <> d.id AND e.state = 'in-flight' AND e.claimed_until > $2::timestamptz)
-           ORDER BY d.due_at, d.id
+           ORDER BY d.ready_at, d.id
            LIMIT $3
            FOR UPDATE OF d SKIP LOCKED
          )

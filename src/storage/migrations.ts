@@ -153,6 +153,9 @@ $$`,
   attempt_floor integer NOT NULL DEFAULT 0,
   due_at timestamptz NOT NULL DEFAULT now(),
   claimed_until timestamptz,
+  -- When a waiting row can next be claimed: its due time, or for one in flight the end of its lease. One
+  -- ordered column lets a claim read the index in order and stop at its limit.
+  ready_at timestamptz GENERATED ALWAYS AS (CASE WHEN state = 'in-flight' THEN claimed_until ELSE due_at END) STORED,
   claimed_by text,
   correlation_id text,
   last_summary text,
@@ -160,7 +163,7 @@ $$`,
   updated_at timestamptz NOT NULL DEFAULT now(),
   finished_at timestamptz
 )`,
-      `CREATE INDEX deliveries_due ON deliveries (due_at, id) WHERE state IN ('queued', 'failed', 'in-flight')`,
+      `CREATE INDEX deliveries_ready ON deliveries (ready_at, id) WHERE state IN ('queued', 'failed', 'in-flight')`,
       `CREATE INDEX deliveries_order ON deliveries (destination, order_key, id) WHERE state IN ('queued', 'failed', 'in-flight')`,
       `CREATE INDEX deliveries_resource ON deliveries (destination, resource_type, resource_id, version)`,
       `CREATE INDEX deliveries_state ON deliveries (state, destination, id)`,
