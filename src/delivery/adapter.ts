@@ -16,10 +16,21 @@ export interface DeliveryItem {
   resourceType: string;
   resourceId: string;
   versionId: string;
-  /** The version to deliver (absent for a deletion). */
+  /**
+   * The version to deliver. For a deletion (`event: 'deleted'`) it is the last live version before the
+   * deletion, so an adapter can still find what to delete at the receiver (e.g. by business identifier); it is
+   * absent only when there was none to read.
+   */
   resource?: fhir4.Resource;
   /** `Patient/id` the record concerns, when known: deliveries per patient and destination go in order. */
   patientRef?: string;
+  /**
+   * The Patient the record concerns, when `patientRef` names one sp-bridge holds: its current version, read
+   * when the item is claimed (so adapters that address the GP practice by NHS number, birth date and surname
+   * need not look it up). For a Patient item it is the version being delivered. Absent when the Patient is not
+   * stored here or is deleted.
+   */
+  patient?: fhir4.Patient;
   /** 1 for the first try. */
   attempt: number;
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Database } from '../storage/db';
 import { DeliveryStore, type ClaimedDelivery, type FinishResult } from '../storage/deliveries';
+import { Repository } from '../storage/repository';
 import type { Acknowledgement, DeliveryItem, DeliveryOutcome } from './adapter';
 import { backoffMs } from './backoff';
 import { DEFAULT_WORKER, type Destination, type WorkerSettings } from './destinations';
@@ -43,6 +44,8 @@ const silent: DeliveryLogger = { info: () => undefined, warn: () => undefined, e
 export class DeliveryEngine {
   readonly workerId: string;
   readonly store: DeliveryStore;
+  /** Reads what an item needs besides its own version: the Patient, the last live version of a deletion. */
+  private readonly repo: Repository;
   private readonly settings: WorkerSettings;
   private readonly destinations: Map<string, Destination>;
   private readonly logger: DeliveryLogger;
@@ -64,6 +67,7 @@ export class DeliveryEngine {
     this.random = options.random ?? Math.random;
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.store = new DeliveryStore(options.db);
+    this.repo = Repository.open(options.db);
   }
 
   get destinationIds(): string[] {
@@ -219,18 +223,17 @@ export class DeliveryEngine {
       });
       return;
     }
-    const deliveryItem: DeliveryItem = {
-      idempotencyKey: item.idempotencyKey,
-      destinationId: item.destination,
-      event: item.event as DeliveryItem['event'],
-      resourceType: item.resourceType,
-      resourceId: item.resourceId,
-      versionId: String(item.version),
-      resource: item.content ? (JSON.parse(item.content) as fhir4.Resource) : undefined,
-      patientRef: item.patientRef ?? undefined,
-      attempt: item.attempts,
-    };
-    const outcome = await this.callAdapter(dest, deliveryItem, running);
+    let deliveryItem: DeliveryItem | undefined;
+    let readProblem = '';
+    try {
+      deliveryItem = await this.toDeliveryItem(item);
+    } catch (err) {
+      // The store could not be read: nothing was sent; retried like any other error.
+      readProblem = `Could not read the record to deliver: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    const outcome = deliveryItem
+      ? await this.callAdapter(dest, deliveryItem, running)
+      : { kind: 'error' as const, summary: readProblem };
     if (running.abandoned) return;
     const now = this.clock();
     let result: FinishResult;
@@ -271,9 +274,43 @@ export class DeliveryEngine {
       const early = this.earlyAcks.get(`${dest.id}\u0000${result.correlationId}`);
       if (early) {
         this.earlyAcks.delete(`${dest.id}\u0000${result.correlationId}`);
-        await this.onAcknowledgement(dest.id, early);
+        await this.applyAcknowledgement(dest.id, early);
       }
     }
+  }
+
+  /**
+   * The item as the adapter sees it. Besides the claimed version it carries, read now from the store: for a
+   * deletion, the last live version (`resource`), so the receiver's copy can be found by identifier; and the
+   * current version of the Patient the record concerns (`patient`), so an adapter can address the patient's
+   * GP without a look-up of its own.
+   */
+  private async toDeliveryItem(item: ClaimedDelivery): Promise<DeliveryItem> {
+    const deleted = item.event === 'deleted' || item.content === null;
+    let resource = item.content ? (JSON.parse(item.content) as fhir4.Resource) : undefined;
+    if (!resource && deleted && item.version > 1) {
+      const before = await this.repo.readVersion(item.resourceType, item.resourceId, String(item.version - 1));
+      if (before && !before.deleted && before.json) resource = JSON.parse(before.json) as fhir4.Resource;
+    }
+    let patient: fhir4.Patient | undefined;
+    if (item.resourceType === 'Patient' && resource?.resourceType === 'Patient' && !deleted) {
+      patient = resource as fhir4.Patient;
+    } else if (item.patientRef?.startsWith('Patient/')) {
+      const current = await this.repo.readCurrent('Patient', item.patientRef.slice('Patient/'.length));
+      if (current && !current.deleted && current.json) patient = JSON.parse(current.json) as fhir4.Patient;
+    }
+    return {
+      idempotencyKey: item.idempotencyKey,
+      destinationId: item.destination,
+      event: item.event as DeliveryItem['event'],
+      resourceType: item.resourceType,
+      resourceId: item.resourceId,
+      versionId: String(item.version),
+      resource,
+      patientRef: item.patientRef ?? undefined,
+      ...(patient ? { patient } : {}),
+      attempt: item.attempts,
+    };
   }
 
   /** Calls the adapter under the attempt timeout; a throw or a timeout is an `error` (retried). */
@@ -305,17 +342,25 @@ export class DeliveryEngine {
   }
 
   private async onAcknowledgement(destination: string, ack: Acknowledgement): Promise<void> {
-    const found = await this.store.acknowledge(destination, ack.correlationId, ack.result, ack.summary, this.clock(), ack.outcome);
-    if (found) {
-      this.logger.info({ destination, correlationId: ack.correlationId, result: ack.result }, 'delivery acknowledged');
-      return;
-    }
+    if (await this.applyAcknowledgement(destination, ack)) return;
+    const key = `${destination}\u0000${ack.correlationId}`;
     const inFlightHere = [...this.running.values()].some((r) => r.item.destination === destination);
-    if (inFlightHere && this.earlyAcks.size < 10_000) {
-      this.earlyAcks.set(`${destination}\u0000${ack.correlationId}`, ack);
+    if (inFlightHere && this.earlyAcks.size < 10_000) this.earlyAcks.set(key, ack);
+    // The attempt may have recorded awaiting-ack (and looked for early acknowledgements, or finished) between
+    // the look above and now: look once more, or this acknowledgement would be lost. Should the attempt take
+    // it from earlyAcks meanwhile, only one of the two updates applies (acknowledge() is conditional).
+    if (await this.applyAcknowledgement(destination, ack)) {
+      if (this.earlyAcks.get(key) === ack) this.earlyAcks.delete(key);
       return;
     }
-    this.logger.warn({ destination, correlationId: ack.correlationId }, 'acknowledgement for no delivery awaiting one; ignored');
+    if (!inFlightHere) this.logger.warn({ destination, correlationId: ack.correlationId }, 'acknowledgement for no delivery awaiting one; ignored');
+  }
+
+  /** Completes or fails the row awaiting `ack`; false when none awaits it (yet). */
+  private async applyAcknowledgement(destination: string, ack: Acknowledgement): Promise<boolean> {
+    const found = await this.store.acknowledge(destination, ack.correlationId, ack.result, ack.summary, this.clock(), ack.outcome);
+    if (found) this.logger.info({ destination, correlationId: ack.correlationId, result: ack.result }, 'delivery acknowledged');
+    return found;
   }
 }
 

@@ -6,8 +6,8 @@
  *   same record; a deletion is `DELETE [base]/[type]/[id]`.
  * - `conditional-create`: on the business identifier. A `created` event is `POST [base]/[type]` with
  *   `If-None-Exist: identifier=system|value`; later versions are conditional updates
- *   `PUT [base]/[type]?identifier=system|value`; a deletion is `DELETE [base]/[type]?identifier=...` (which needs
- *   the item to carry the resource, to know its identifier).
+ *   `PUT [base]/[type]?identifier=system|value`; a deletion is `DELETE [base]/[type]?identifier=...`, on the
+ *   identifier of the last live version, which the engine passes as the deleted item's `resource`.
  * Every request carries `Idempotency-Key` and `X-Request-Id` set to the item's idempotency key.
  *
  * Outcomes: 2xx delivered (and 404/410 on a DELETE: already gone); 408, 429, 5xx, network errors and timeouts

@@ -1,6 +1,8 @@
 /**
  * `mesh-send-document`: delivers a record to the patient's registered GP practice as a GP Connect Send
- * Document ITK3 message (STU3, event ITK007C) over MESH, addressed `GPPROVIDER_<NHSNo>_<DDMMYYYY>_<Surname>`.
+ * Document ITK3 message (STU3, event ITK007C) over MESH, addressed `GPPROVIDER_<NHSNo>_<DDMMYYYY>_<Surname>`,
+ * taken from `item.patient` (the Patient the record references, read from the store by the engine), else from a
+ * Patient the record is, contains or bundles.
  * The document Bundle holds a Composition (SNOMED document type, section text listing the record's SNOMED
  * codes) and a PDF Binary summarising the record.
  *
@@ -202,8 +204,9 @@ export class MeshSendDocumentAdapter implements DeliveryAdapter {
   /** MESH message id -> correlation id, to match MESH non-delivery REPORTs (in memory: lost on restart). */
   private readonly sent = new Map<string, string>();
   /**
-   * Optional: how to find the Patient when the record neither is, contains nor bundles one (e.g. the engine
-   * reads `item.patientRef` from the store). Set it after `create()`.
+   * Optional, last resort: how to find the Patient when the item has no `patient` (the engine fills it from the
+   * store when the record references a Patient sp-bridge holds) and the record neither is, contains nor bundles
+   * one. Set it after `create()`; the engine does not need it.
    */
   patientResolver?: (item: DeliveryItem, signal: AbortSignal) => Promise<fhir4.Patient | undefined>;
   /** For operators and tests: what the acknowledgement loop has been doing. */
@@ -236,12 +239,20 @@ export class MeshSendDocumentAdapter implements DeliveryAdapter {
     if (!SEND_DOCUMENT_RESOURCE_TYPES.includes(resource.resourceType)) {
       return failed(`mesh-send-document does not carry ${resource.resourceType}`, 'not-supported');
     }
-    let patient = findPatient(resource);
+    // The Patient the engine read from the store (item.patient) first, then one the record itself carries
+    // (contained, a Bundle entry), then the optional resolver.
+    const fromStore = item.patient ? findPatient(item.patient) : undefined;
+    let patient = fromStore && !('problem' in fromStore) ? fromStore : findPatient(resource);
     if ('problem' in patient && this.patientResolver) {
       const resolved = await this.patientResolver(item, signal);
       if (resolved) patient = findPatient(resolved);
     }
     if ('problem' in patient) {
+      if (fromStore && 'problem' in fromStore) {
+        return failed(`Cannot address the GP practice: ${item.patientRef ?? 'the Patient'}: ${fromStore.problem}`, 'required', {
+          expression: ['Patient'],
+        });
+      }
       return failed(`Cannot address the GP practice: ${patient.problem}`, 'required', { expression: [`${resource.resourceType}.contained`] });
     }
     let to: string;
