@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import Ajv, { type ErrorObject } from 'ajv';
 import { ConfigError } from '../config';
 import type { AdapterFactory, DeliveryAdapter, DeliveryEvent } from './adapter';
@@ -126,7 +127,7 @@ export interface LoadOptions {
   factories?: AdapterFactory[];
 }
 
-/** Reads and validates the destinations file, creating each destination's adapter. Throws DestinationsError. */
+/** Reads and validates the destinations file (JSON, or YAML when it ends .yaml/.yml), creating each destination's adapter. Throws DestinationsError. */
 export function loadDestinationsFile(file: string, options: LoadOptions = {}): DeliveryConfig {
   const resolved = path.resolve(file);
   let text: string;
@@ -135,11 +136,12 @@ export function loadDestinationsFile(file: string, options: LoadOptions = {}): D
   } catch (err) {
     throw new DestinationsError(file, [`cannot be read: ${(err as Error).message}`]);
   }
+  const yaml = /\.ya?ml$/i.test(resolved);
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = yaml ? parseYaml(text) : JSON.parse(text);
   } catch (err) {
-    throw new DestinationsError(file, [`is not valid JSON: ${(err as Error).message}`]);
+    throw new DestinationsError(file, [`is not valid ${yaml ? 'YAML' : 'JSON'}: ${(err as Error).message}`]);
   }
   return parseDestinations(json, { ...options, file, baseDir: path.dirname(resolved) });
 }
@@ -150,7 +152,7 @@ export function parseDestinations(
   options: LoadOptions & { file?: string; baseDir?: string } = {},
 ): DeliveryConfig {
   const file = options.file ?? '(inline)';
-  const ajv = new Ajv({ allErrors: true, strict: false });
+  const ajv = new Ajv({ verbose: true, allErrors: true, strict: false });
   const validate = ajv.compile(DESTINATIONS_SCHEMA);
   if (!validate(doc)) throw new DestinationsError(file, describe(validate.errors ?? [], doc));
 
@@ -272,6 +274,10 @@ function describe(errors: ErrorObject[], doc: unknown): string[] {
       message = 'is required';
     }
     if (e.keyword === 'enum') message += `: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    // A schema's description of the failing property says why it matters (e.g. an authorisation flag).
+    const parent = e.parentSchema as { description?: unknown; properties?: Record<string, { description?: unknown }> } | undefined;
+    const why = e.keyword === 'required' ? parent?.properties?.[(e.params as { missingProperty: string }).missingProperty]?.description : e.keyword === 'const' ? parent?.description : undefined;
+    if (typeof why === 'string') message += ` (${why})`;
     out.add(`${field || '(root)'}: ${message}`);
   }
   return [...out];

@@ -38,6 +38,32 @@ describe('destinations file', () => {
     expect(config.worker.concurrency).toBeGreaterThan(0);
   });
 
+  it('reads YAML too', () => {
+    const json = writeDestinations('{}');
+    const file = json.replace(/\.json$/, '.yaml');
+    const d = dest(json);
+    writeFileSync(
+      file,
+      [
+        'worker:',
+        '  concurrency: 2',
+        'destinations:',
+        `  - id: ${d.id}`,
+        `    adapter: ${JSON.stringify(d.adapter)}`,
+        '    settings:',
+        '      channel: config-test',
+        '    receives:',
+        '      - resourceType: ServiceRequest',
+        '        events: [created, status-changed]',
+      ].join('\n'),
+    );
+    const config = loadDestinationsFile(file);
+    expect(config.worker.concurrency).toBe(2);
+    expect(config.destinations[0]).toMatchObject({ id: 'gp', receives: [{ resourceType: 'ServiceRequest', events: ['created', 'status-changed'] }] });
+    writeFileSync(file, 'destinations: [unclosed');
+    expect(() => loadDestinationsFile(file)).toThrow(/not valid YAML/);
+  });
+
   it('names bad fields of the file itself', () => {
     const problems = problemsOf((file: string) => ({
       worker: { concurrency: 0, speed: 3 },
@@ -89,6 +115,20 @@ describe('destinations file', () => {
     expect(text).toContain("destinations[0] (id 'gp').settings: has unknown property 'colour'");
     expect(text).toContain("destinations[1] (id 'b').settings.channel: is required");
     expect(text).toContain("destinations[2] (id 'c').receives[0].resourceType: adapter 'recording' cannot carry Observation");
+  });
+
+  it('refuses GP Connect Update Record without the Pharmacy First authorisation flag, saying why', () => {
+    const problems = problemsOf(() => ({
+      destinations: [
+        {
+          id: 'gp-ur',
+          adapter: 'mesh-update-record',
+          settings: { baseUrl: 'https://127.0.0.1:8700', mailboxId: 'X26ABC1', mailboxPasswordEnv: 'P', sharedKeyEnv: 'K', senderOdsCode: 'Y12345' },
+          receives: [{ resourceType: 'Observation', events: ['created'] }],
+        },
+      ],
+    }));
+    expect(problems.join('\n')).toMatch(/settings\.pharmacyFirstAuthorised: is required \(.*Pharmacy First/);
   });
 
   it('reports unreadable files and bad JSON', () => {
