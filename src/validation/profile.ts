@@ -248,7 +248,8 @@ export class ProfileChecker {
     if (depth > 64) return;
     const owner = rule.children.length ? rule : rule.datatype;
     if (!owner?.keys) return;
-    const found = this.collect(owner.keys, owner.children.length, value, path, issues);
+    const present: number[] = [];
+    const found = this.collect(owner.keys, owner.children.length, value, path, issues, present);
     // Most elements are absent: only the required ones and those present need looking at.
     for (const c of owner.keys.required) {
       const child = owner.children[c];
@@ -262,9 +263,8 @@ export class ProfileChecker {
         });
       }
     }
-    for (let c = 0; c < found.length; c++) {
-      const occurrences = found[c];
-      if (!occurrences) continue;
+    for (const c of present) {
+      const occurrences = found[c]!;
       const child = owner.children[c];
       if (occurrences.length > child.max) {
         issues.push({
@@ -286,7 +286,14 @@ export class ProfileChecker {
   }
 
   /** The value's elements by the position of the child rule they belong to; a choice type not allowed here is an error. */
-  private collect(keys: ChildKeys, size: number, value: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[]): (Occurrence[] | undefined)[] {
+  private collect(
+    keys: ChildKeys,
+    size: number,
+    value: Record<string, unknown>,
+    path: LazyPath,
+    issues: ValidationIssue[],
+    present: number[],
+  ): (Occurrence[] | undefined)[] {
     const found: (Occurrence[] | undefined)[] = new Array(size);
     for (const key in value) {
       const hit = keys.byKey.get(key);
@@ -297,7 +304,12 @@ export class ProfileChecker {
       // `_x` alone (an id or extensions without a value) still makes the element present.
       const name = hit.extension ? key.slice(1) : key;
       if (hit.extension && value[name] !== undefined) continue;
-      push((found[hit.position] ??= []), value[key], name, path, hit.type);
+      let list = found[hit.position];
+      if (!list) {
+        list = found[hit.position] = [];
+        present.push(hit.position);
+      }
+      push(list, value[key], name, path, hit.type);
     }
     return found;
   }
