@@ -18,7 +18,7 @@
  * no duplicates, every expected id stored with one version, every idempotency key seen once) and that the
  * outbox holds N delivered rows with one attempt each. Each phase stops after `--max-seconds`.
  *
- *   npm run bench:deliver -- [--deliveries 5000] [--workers 1,4] [--workers-as concurrency|engines]
+ *   npm run bench:deliver -- [--deliveries 5000] [--workers 1,4,8] [--workers-as concurrency|engines]
  *                            [--patients N] [--batch 500] [--max-seconds 120] [--memory] [--postgres] [--pool 10]
  *                            [--in-process-gp] [--cpu-prof DIR]
  *
@@ -488,7 +488,7 @@ async function main(): Promise<void> {
   if (args.flag('serve-gp')) return serveGp();
 
   const n = args.number('deliveries', 5000);
-  const workerList = (args.value('workers') ?? '1,4').split(',').map((w) => Number(w));
+  const workerList = (args.value('workers') ?? '1,4,8').split(',').map((w) => Number(w));
   if (workerList.some((w) => !Number.isInteger(w) || w < 1 || w > 1000)) throw new Error('--workers must be a list of integers from 1 to 1000, e.g. 1,4');
   const asEngines = (args.value('workers-as') ?? 'concurrency') === 'engines';
   const patients = Math.max(1, args.number('patients', n));
