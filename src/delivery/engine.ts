@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Database } from '../storage/db';
-import { DeliveryStore, type ClaimedDelivery, type FinishResult } from '../storage/deliveries';
+import { DeliveryStore, type AttemptRecord, type ClaimedDelivery, type FinishRequest, type FinishResult } from '../storage/deliveries';
 import { Repository } from '../storage/repository';
 import type { Acknowledgement, DeliveryItem, DeliveryOutcome } from './adapter';
 import { backoffMs } from './backoff';
@@ -31,7 +31,15 @@ interface Running {
   abort: AbortController;
   /** Set at shutdown: the attempt is abandoned and its row given back instead of finished. */
   abandoned: boolean;
+  /** True until the adapter has answered: the attempt holds one of the `concurrency` slots only while sending. */
+  sending: boolean;
   done: Promise<void>;
+}
+
+interface PendingFinish {
+  request: FinishRequest;
+  resolve: (moved: boolean) => void;
+  reject: (err: unknown) => void;
 }
 
 const silent: DeliveryLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -52,6 +60,16 @@ export class DeliveryEngine {
   private readonly clock: () => Date;
   private readonly random: () => number;
   private readonly running = new Map<string, Running>();
+  /** Attempts of `running` still waiting for the adapter (the slots in use). */
+  private sending = 0;
+  /**
+   * Rows claimed ahead of a free slot, in claim order: one claim serves many attempts. Each holds its lease;
+   * one whose lease is too close to its end when a slot frees is given back instead of sent.
+   */
+  private buffer: ClaimedDelivery[] = [];
+  /** Finished attempts waiting to be recorded: recorded together, in one statement per batch. */
+  private finishQueue: PendingFinish[] = [];
+  private flushing: Promise<void> | undefined;
   /** Acknowledgements that arrived before their row was recorded as awaiting-ack (a fast destination). */
   private readonly earlyAcks = new Map<string, Acknowledgement>();
   private active = false;
@@ -99,6 +117,16 @@ export class DeliveryEngine {
     this.active = false;
     this.wake?.();
     await this.loopDone;
+    if (this.buffer.length > 0) {
+      const unsent = this.buffer.map((item) => item.id);
+      this.buffer = [];
+      try {
+        const n = await this.store.release(unsent, this.workerId, this.clock());
+        this.logger.info({ released: n }, 'claimed deliveries not yet sent given back to the queue at shutdown');
+      } catch (err) {
+        this.logger.error({ err }, 'could not give back claimed deliveries; their leases will expire');
+      }
+    }
     if (this.running.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => {
@@ -107,7 +135,9 @@ export class DeliveryEngine {
       await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), timeout]);
       clearTimeout(timer);
     }
-    const left = [...this.running.values()];
+    // Attempts whose adapter has answered are only waiting for their record to be written: never given back.
+    const recording = [...this.running.values()].filter((r) => !r.sending);
+    const left = [...this.running.values()].filter((r) => r.sending);
     if (left.length > 0) {
       for (const r of left) {
         r.abandoned = true;
@@ -120,6 +150,8 @@ export class DeliveryEngine {
         this.logger.error({ err }, 'could not give back claimed deliveries; their leases will expire');
       }
     }
+    await Promise.all(recording.map((r) => r.done));
+    await this.flushing;
     if (this.adaptersStarted) {
       this.adaptersStarted = false;
       for (const dest of this.destinations.values()) {
@@ -153,21 +185,54 @@ export class DeliveryEngine {
     return total;
   }
 
+  /** Rows claimed ahead of free slots: as many as there are slots, and at least 8. */
+  private get prefetch(): number {
+    return Math.max(this.settings.concurrency, 8);
+  }
+
   private async loop(): Promise<void> {
+    const concurrency = this.settings.concurrency;
+    const capacity = concurrency + this.prefetch;
     while (this.active) {
-      let claimed = 0;
-      const free = this.settings.concurrency - this.running.size;
-      if (free > 0) {
+      await this.launchBuffered();
+      if (!this.active) break;
+      const want = capacity - this.sending - this.buffer.length;
+      const idleSlots = this.buffer.length === 0 && this.sending < concurrency;
+      // Claim when a slot would otherwise stay idle, or when at least half the room is free: one claim, many attempts.
+      if (want > 0 && (idleSlots || want >= Math.ceil(capacity / 2))) {
+        let claimed = 0;
         try {
-          const items = await this.claim(free);
+          const items = await this.claim(want);
           claimed = items.length;
-          for (const item of items) if (item.state !== 'superseded') this.launch(item);
+          for (const item of items) if (item.state !== 'superseded') this.buffer.push(item);
         } catch (err) {
           this.logger.error({ err }, 'claiming deliveries failed');
         }
+        if (!this.active) break;
+        if (claimed > 0) continue;
       }
+      await this.launchBuffered();
       if (!this.active) break;
-      if (claimed === 0 || this.running.size >= this.settings.concurrency) await this.sleep(this.settings.pollIntervalMs);
+      await this.sleep(this.settings.pollIntervalMs);
+    }
+  }
+
+  /** Starts buffered rows while slots are free; rows whose lease is nearly over are given back, not sent. */
+  private async launchBuffered(): Promise<void> {
+    const stale: string[] = [];
+    const margin = Math.min(this.settings.attemptTimeoutMs, this.settings.leaseMs / 2);
+    while (this.active && this.sending < this.settings.concurrency && this.buffer.length > 0) {
+      const item = this.buffer.shift()!;
+      const until = item.claimedUntil === null ? Infinity : Date.parse(item.claimedUntil);
+      if (this.clock().getTime() + margin >= until) stale.push(item.id);
+      else this.launch(item);
+    }
+    if (stale.length === 0) return;
+    try {
+      const n = await this.store.release(stale, this.workerId, this.clock());
+      this.logger.warn({ released: n }, 'claimed deliveries waited too long for a free slot; given back to the queue');
+    } catch (err) {
+      this.logger.error({ err }, 'could not give back claimed deliveries; their leases will expire');
     }
   }
 
@@ -197,15 +262,57 @@ export class DeliveryEngine {
   }
 
   private launch(item: ClaimedDelivery): Running {
-    const running: Running = { item, abort: new AbortController(), abandoned: false, done: Promise.resolve() };
+    const running: Running = { item, abort: new AbortController(), abandoned: false, sending: true, done: Promise.resolve() };
+    this.sending++;
     running.done = this.attempt(running)
       .catch((err: unknown) => this.logger.error({ err, delivery: item.id, destination: item.destination }, 'delivery attempt failed'))
       .finally(() => {
+        this.freeSlot(running);
         this.running.delete(item.id);
         this.wake?.();
       });
     this.running.set(item.id, running);
     return running;
+  }
+
+  /** The adapter has answered (or the attempt ended): its slot may take the next row. */
+  private freeSlot(running: Running): void {
+    if (!running.sending) return;
+    running.sending = false;
+    this.sending--;
+    this.wake?.();
+  }
+
+  /** Queues a finish to be recorded with the others that end close to it (one statement per batch). */
+  private finish(id: string, attemptNumber: number, now: Date, result: FinishResult, record: AttemptRecord): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      this.finishQueue.push({ request: { id, worker: this.workerId, attemptNumber, now, result, record }, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = this.flushFinishes().finally(() => {
+          this.flushing = undefined;
+        });
+      }
+    });
+  }
+
+  private async flushFinishes(): Promise<void> {
+    while (this.finishQueue.length > 0) {
+      const batch = this.finishQueue.splice(0, 500);
+      try {
+        const moved = await this.store.finishMany(batch.map((p) => p.request));
+        batch.forEach((p, i) => p.resolve(moved[i]));
+      } catch (err) {
+        if (batch.length === 1) {
+          batch[0].reject(err);
+          continue;
+        }
+        // One bad record must not fail the others: record them one by one.
+        for (const p of batch) {
+          const { id, worker, attemptNumber, now, result, record } = p.request;
+          await this.store.finish(id, worker, attemptNumber, now, result, record).then(p.resolve, p.reject);
+        }
+      }
+    }
   }
 
   private async attempt(running: Running): Promise<void> {
@@ -216,7 +323,8 @@ export class DeliveryEngine {
     if (item.attempts > dest.retry.maxAttempts) {
       // Claims whose leases expired used up the attempts (e.g. a record that crashes the process).
       const summary = `Gave up: ${item.attempts - 1} attempts did not finish before their leases expired`;
-      await this.store.finish(item.id, this.workerId, item.attemptNumber, this.clock(), { state: 'dead' }, {
+      this.freeSlot(running);
+      await this.finish(item.id, item.attemptNumber, this.clock(), { state: 'dead' }, {
         startedAt,
         outcome: 'failed',
         summary,
@@ -235,6 +343,7 @@ export class DeliveryEngine {
       ? await this.callAdapter(dest, deliveryItem, running)
       : { kind: 'error' as const, summary: readProblem };
     if (running.abandoned) return;
+    this.freeSlot(running);
     const now = this.clock();
     let result: FinishResult;
     let recorded = outcome.kind === 'error' ? 'error' : outcome.kind;
@@ -259,7 +368,7 @@ export class DeliveryEngine {
         }
         recorded = outcome.kind === 'error' ? 'error' : 'retry';
     }
-    const moved = await this.store.finish(item.id, this.workerId, item.attemptNumber, now, result, {
+    const moved = await this.finish(item.id, item.attemptNumber, now, result, {
       startedAt,
       outcome: recorded,
       summary,
@@ -295,6 +404,9 @@ export class DeliveryEngine {
     let patient: fhir4.Patient | undefined;
     if (item.resourceType === 'Patient' && resource?.resourceType === 'Patient' && !deleted) {
       patient = resource as fhir4.Patient;
+    } else if (item.patientContent !== undefined) {
+      // Read in the claim.
+      if (item.patientContent !== null) patient = JSON.parse(item.patientContent) as fhir4.Patient;
     } else if (item.patientRef?.startsWith('Patient/')) {
       const current = await this.repo.readCurrent('Patient', item.patientRef.slice('Patient/'.length));
       if (current && !current.deleted && current.json) patient = JSON.parse(current.json) as fhir4.Patient;

@@ -59,6 +59,21 @@ export interface ClaimedDelivery extends DeliveryRow {
   attemptNumber: number;
   /** The version's content (null for a deletion). */
   content: string | null;
+  /**
+   * The current, live content of the Patient named by patientRef, read in the claim (undefined when the row
+   * has no Patient reference, null when that Patient is not stored or deleted).
+   */
+  patientContent?: string | null;
+}
+
+/** One finished attempt, for finishMany. */
+export interface FinishRequest {
+  id: string;
+  worker: string;
+  attemptNumber: number;
+  now: Date;
+  result: FinishResult;
+  record: AttemptRecord;
 }
 
 export interface AttemptRecord {
@@ -123,7 +138,7 @@ export class DeliveryStore {
     return this.db.transaction(async (tx) => {
       // Read the ready index in order and stop at the limit, whatever the (possibly stale) statistics say.
       await tx.query('SET LOCAL enable_sort = off');
-      const { rows } = await tx.query<RawRow & { prev_state: string; superseded: boolean; content: string | null }>(
+      const { rows } = await tx.query<RawRow & { prev_state: string; superseded: boolean; content: string | null; patient_content: string | null }>(
         `WITH c AS (
            SELECT d.id, d.state AS prev_state,
              EXISTS (SELECT 1 FROM deliveries n WHERE n.destination = d.destination AND n.resource_type = d.resource_type
@@ -149,7 +164,10 @@ export class DeliveryStore {
            updated_at = $2::timestamptz
          FROM c WHERE d.id = c.id
          RETURNING ${ROW}, c.prev_state, c.superseded,
-           (SELECT v.content FROM resource_versions v WHERE v.vid = d.vid) AS content`,
+           (SELECT v.content FROM resource_versions v WHERE v.vid = d.vid) AS content,
+           (SELECT CASE WHEN p.deleted THEN NULL ELSE p.content END FROM resource_versions p
+              WHERE d.patient_ref LIKE 'Patient/%' AND p.type = 'Patient' AND p.id = substr(d.patient_ref, 9)
+                AND p.superseded_by IS NULL) AS patient_content`,
         [opts.destinations, now, opts.limit, opts.leaseMs, opts.worker],
       );
       const claimed: ClaimedDelivery[] = [];
@@ -168,7 +186,12 @@ export class DeliveryStore {
             summary: 'The worker that claimed this attempt did not finish it before its lease expired',
           }, opts.worker);
         }
-        claimed.push({ ...toRow(row), attemptNumber: row.attempts, content: row.content });
+        claimed.push({
+          ...toRow(row),
+          attemptNumber: row.attempts,
+          content: row.content,
+          ...(row.patient_ref?.startsWith('Patient/') ? { patientContent: row.patient_content } : {}),
+        });
       }
       return claimed;
     });
@@ -218,6 +241,54 @@ export class DeliveryStore {
       );
       return moved;
     });
+  }
+
+  /**
+   * finish() for many attempts in one statement (one UPDATE ... FROM unnest with the same per-row fencing on
+   * state, claimed_by and attempts, and one multi-row INSERT of the attempt records): atomic as a whole.
+   * Returns, per request in order, whether its row moved.
+   */
+  async finishMany(requests: FinishRequest[]): Promise<boolean[]> {
+    if (requests.length === 0) return [];
+    const { rows } = await this.db.query<{ id: string }>(
+      `WITH f AS (
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[],
+           $7::timestamptz[], $8::text[], $9::timestamptz[], $10::text[], $11::int[], $12::text[])
+           AS f(id, worker, attempt, state, now, summary, due_at, correlation_id, started_at, outcome, http_status, operation_outcome)
+       ), u AS (
+         UPDATE deliveries d SET state = f.state, claimed_until = NULL, claimed_by = NULL, updated_at = f.now,
+           last_summary = f.summary,
+           due_at = COALESCE(f.due_at, d.due_at),
+           correlation_id = COALESCE(f.correlation_id, d.correlation_id),
+           finished_at = CASE WHEN f.state IN ('delivered', 'dead') THEN f.now ELSE NULL END
+         FROM f
+         WHERE d.id = f.id AND d.state = 'in-flight' AND d.claimed_by = f.worker AND d.attempts = f.attempt
+         RETURNING d.id
+       ), a AS (
+         INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, summary, http_status, worker, operation_outcome)
+         SELECT f.id, f.attempt, f.started_at, f.now, f.outcome,
+           left(CASE WHEN u.id IS NULL THEN f.summary || ' (not applied: this worker no longer held the claim)' ELSE f.summary END, 2000),
+           f.http_status, f.worker, f.operation_outcome
+         FROM f LEFT JOIN u ON u.id = f.id
+       )
+       SELECT id::text AS id FROM u`,
+      [
+        requests.map((r) => r.id),
+        requests.map((r) => r.worker),
+        requests.map((r) => r.attemptNumber),
+        requests.map((r) => r.result.state),
+        requests.map((r) => r.now.toISOString()),
+        requests.map((r) => r.record.summary),
+        requests.map((r) => (r.result.state === 'failed' ? r.result.dueAt.toISOString() : null)),
+        requests.map((r) => (r.result.state === 'awaiting-ack' ? r.result.correlationId : null)),
+        requests.map((r) => r.record.startedAt.toISOString()),
+        requests.map((r) => r.record.outcome),
+        requests.map((r) => r.record.httpStatus ?? null),
+        requests.map((r) => (r.record.operationOutcome ? JSON.stringify(r.record.operationOutcome) : null)),
+      ],
+    );
+    const moved = new Set(rows.map((r) => r.id));
+    return requests.map((r) => moved.has(String(r.id)));
   }
 
   /** Gives back rows this worker claimed but did not finish (shutdown): due at once, the attempt not counted. */
