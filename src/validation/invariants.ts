@@ -121,6 +121,42 @@ interface Node {
   rules: Rule[];
   /** JSON property name -> child. Shared between nodes of the same type. */
   children: Map<string, Child>;
+  /**
+   * False when neither this node nor anything below it has a rule (and no nested resource can appear below
+   * it): the walk skips it. Set at compile time by markLive; absent means visit.
+   */
+  live?: boolean;
+}
+
+/** Sets `live` on every node reachable from `root` (a least fixpoint, as types are recursive). */
+function markLive(root: Node): void {
+  const all: Node[] = [];
+  const seen = new Set<Node>();
+  const stack = [root];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (seen.has(n)) continue;
+    seen.add(n);
+    all.push(n);
+    for (const c of n.children.values()) stack.push(c.node);
+  }
+  const live = new Set<Node>();
+  for (const n of all) if (n.kind === Kind.Resource || n.rules.length > 0) live.add(n);
+  let changed = true;
+  while (changed) {
+    changed = false;
+    for (const n of all) {
+      if (live.has(n)) continue;
+      for (const c of n.children.values()) {
+        if (live.has(c.node)) {
+          live.add(n);
+          changed = true;
+          break;
+        }
+      }
+    }
+  }
+  for (const n of all) n.live = live.has(n);
 }
 
 interface Child {
@@ -206,6 +242,7 @@ class Compiler {
   checker(profile: fhir4.StructureDefinition): InvariantChecker & { walk(resource: unknown, path: string | undefined, sink: Sink): void } {
     const idx = indexSd(profile);
     const root = idx ? this.typeRoot(idx) : undefined;
+    if (root) markLive(root);
     const rootType = profile.type;
     const walk = (resource: unknown, path: string | undefined, sink: Sink): void => {
       const here = path ?? (isObject(resource) && typeof resource.resourceType === 'string' ? resource.resourceType : rootType);
@@ -434,6 +471,7 @@ class Compiler {
     if (idx) {
       try {
         node = this.typeRoot(idx);
+        markLive(node);
       } catch {
         node = null;
       }
@@ -452,7 +490,7 @@ class Compiler {
     if (children.size === 0) return;
     for (const key of Object.keys(data)) {
       const child = children.get(key);
-      if (child === undefined) continue;
+      if (child === undefined || child.node.live === false) continue;
       const value = data[key];
       const p = `${path}.${child.name}`;
       if (Array.isArray(value)) {

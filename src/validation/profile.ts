@@ -78,12 +78,12 @@ export interface ProfileContext {
     binding: NonNullable<ElementRule['binding']>,
     codings: { system?: string; code?: string; display?: string }[],
     kind: 'code' | 'coding' | 'concept',
-    path: () => string,
+    path: PathRef,
     issues: ValidationIssue[],
   ): void;
   /** Checks every Coding and Identifier wherever it appears (SNOMED ids, NHS numbers, code systems). */
-  checkCoding(coding: Record<string, unknown>, path: () => string, issues: ValidationIssue[]): void;
-  checkIdentifier(identifier: Record<string, unknown>, path: () => string, issues: ValidationIssue[]): void;
+  checkCoding(coding: Record<string, unknown>, path: PathRef, issues: ValidationIssue[]): void;
+  checkIdentifier(identifier: Record<string, unknown>, path: PathRef, issues: ValidationIssue[]): void;
 }
 
 const PRIMITIVE_RE = /^[a-z]/;
@@ -207,30 +207,52 @@ function toRule(el: fhir4.ElementDefinition, id: string): ElementRule {
         }
       : undefined,
     slices: [],
+    sliceName: undefined,
     contentReference: el.contentReference,
+    // Set later (compileSnapshot, linkDatatypes): present from the start so every rule has one hidden class.
+    datatype: undefined,
+    choiceTypes: undefined,
+    keys: undefined,
+    targetTypes: undefined,
   };
 }
 
 const NONE: Occurrence[] = [];
 
 /** A path built only when an issue needs it: most elements are valid and never print theirs. */
-type LazyPath = () => string;
+export interface PathRef {
+  path(): string;
+}
 
-const at = (parent: LazyPath, key: string, index: number | undefined): LazyPath => () =>
-  index === undefined ? `${parent()}.${key}` : `${parent()}.${key}[${index}]`;
+type LazyPath = PathRef;
 
-interface Occurrence {
-  value: unknown;
-  /** The JSON key it was found under (`valueQuantity` for `value[x]`). */
-  key: string;
-  /** The type the key names, for choice elements. */
-  type?: string;
-  index?: number;
-  path: LazyPath;
+class RootPath implements PathRef {
+  constructor(private readonly text: string) {}
+  path(): string {
+    return this.text;
+  }
+}
+
+/** An element found in an instance; it is also the (lazy) path of its own children. */
+class Occurrence implements PathRef {
+  constructor(
+    readonly value: unknown,
+    /** The JSON key it was found under (`valueQuantity` for `value[x]`). */
+    readonly key: string,
+    /** The type the key names, for choice elements. */
+    readonly type: string | undefined,
+    readonly index: number | undefined,
+    private readonly parent: PathRef,
+  ) {}
+
+  path(): string {
+    return this.index === undefined ? `${this.parent.path()}.${this.key}` : `${this.parent.path()}.${this.key}[${this.index}]`;
+  }
 }
 
 export class ProfileChecker {
   private readonly extensionRules: ElementRule | undefined;
+  private readonly scratch: { found: (Occurrence[] | undefined)[]; present: number[] }[] = [];
 
   constructor(
     private readonly root: ElementRule,
@@ -241,17 +263,38 @@ export class ProfileChecker {
 
   check(resource: unknown, issues: ValidationIssue[], rootPath: string): void {
     if (!isObject(resource)) return;
-    this.checkChildren(this.root, resource, () => rootPath, issues, 0);
+    this.checkChildren(this.root, resource, new RootPath(rootPath), issues, 0);
   }
 
   private checkChildren(rule: ElementRule, value: Record<string, unknown>, path: LazyPath, issues: ValidationIssue[], depth: number): void {
     if (depth > 64) return;
     const owner = rule.children.length ? rule : rule.datatype;
     if (!owner?.keys) return;
-    const present: number[] = [];
-    const found = this.collect(owner.keys, owner.children.length, value, path, issues, present);
+    // Scratch lists, one pair per depth (a call only recurses deeper), emptied again before returning.
+    const scratch = this.scratch[depth] ?? (this.scratch[depth] = { found: new Array<undefined>(64).fill(undefined), present: [] });
+    const { found, present } = scratch;
+    // Kept packed (never written past its end), so it stays a fast array.
+    while (found.length < owner.children.length) found.push(undefined);
+    const count = this.collect(owner.keys, value, path, issues, found, present);
+    try {
+      this.checkFound(owner, found, present, count, path, issues, depth);
+    } finally {
+      for (let i = 0; i < count; i++) found[present[i]] = undefined;
+    }
+  }
+
+  private checkFound(
+    owner: ElementRule,
+    found: (Occurrence[] | undefined)[],
+    present: number[],
+    count: number,
+    path: LazyPath,
+    issues: ValidationIssue[],
+    depth: number,
+  ): void {
+    const keys = owner.keys!;
     // Most elements are absent: only the required ones and those present need looking at.
-    for (const c of owner.keys.required) {
+    for (const c of keys.required) {
       const child = owner.children[c];
       const count = found[c]?.length ?? 0;
       if (count < child.min) {
@@ -259,11 +302,12 @@ export class ProfileChecker {
           severity: 'error',
           code: 'required',
           diagnostics: `${child.name} is required${child.min > 1 ? ` at least ${child.min} times` : ''}, but ${count === 0 ? 'is missing' : `appears ${count} time(s)`}`,
-          expression: `${path()}.${child.name}`,
+          expression: `${path.path()}.${child.name}`,
         });
       }
     }
-    for (const c of present) {
+    for (let p = 0; p < count; p++) {
+      const c = present[p];
       const occurrences = found[c]!;
       const child = owner.children[c];
       if (occurrences.length > child.max) {
@@ -271,7 +315,7 @@ export class ProfileChecker {
           severity: 'error',
           code: 'invalid',
           diagnostics: `${child.name} may appear at most ${child.max} time(s), but appears ${occurrences.length} times`,
-          expression: `${path()}.${child.name}`,
+          expression: `${path.path()}.${child.name}`,
         });
       }
       const sliceOf = child.slicing && child.slices.length ? this.assignSlices(child, occurrences, path, issues) : undefined;
@@ -288,13 +332,13 @@ export class ProfileChecker {
   /** The value's elements by the position of the child rule they belong to; a choice type not allowed here is an error. */
   private collect(
     keys: ChildKeys,
-    size: number,
     value: Record<string, unknown>,
     path: LazyPath,
     issues: ValidationIssue[],
+    found: (Occurrence[] | undefined)[],
     present: number[],
-  ): (Occurrence[] | undefined)[] {
-    const found: (Occurrence[] | undefined)[] = new Array(size);
+  ): number {
+    let count = 0;
     for (const key in value) {
       const hit = keys.byKey.get(key);
       if (!hit) {
@@ -304,14 +348,15 @@ export class ProfileChecker {
       // `_x` alone (an id or extensions without a value) still makes the element present.
       const name = hit.extension ? key.slice(1) : key;
       if (hit.extension && value[name] !== undefined) continue;
-      let list = found[hit.position];
-      if (!list) {
-        list = found[hit.position] = [];
-        present.push(hit.position);
+      const list = found[hit.position];
+      if (list) {
+        push(list, value[key], name, path, hit.type);
+      } else {
+        found[hit.position] = occurrences(value[key], name, path, hit.type);
+        present[count++] = hit.position;
       }
-      push(list, value[key], name, path, hit.type);
     }
-    return found;
+    return count;
   }
 
   private checkChoiceKey(keys: ChildKeys, key: string, path: LazyPath, issues: ValidationIssue[]): void {
@@ -323,7 +368,7 @@ export class ProfileChecker {
           severity: 'error',
           code: 'invalid',
           diagnostics: `${key} is not allowed here; ${base}[x] may be ${allowed.map(([k]) => k).join(', ')}`,
-          expression: `${path()}.${key}`,
+          expression: `${path.path()}.${key}`,
         });
       }
     }
@@ -340,7 +385,7 @@ export class ProfileChecker {
           severity: 'error',
           code: 'required',
           diagnostics: `${rule.name} needs ${slice.min > 1 ? `at least ${slice.min} entries` : 'an entry'} matching slice '${slice.sliceName}'${describeSlice(slice, slicing)}, but has ${n}`,
-          expression: `${path()}.${rule.name}`,
+          expression: `${path.path()}.${rule.name}`,
         });
       }
       if (n > slice.max) {
@@ -348,7 +393,7 @@ export class ProfileChecker {
           severity: 'error',
           code: 'invalid',
           diagnostics: `${rule.name} may have at most ${slice.max} entr${slice.max === 1 ? 'y' : 'ies'} matching slice '${slice.sliceName}', but has ${n}`,
-          expression: `${path()}.${rule.name}`,
+          expression: `${path.path()}.${rule.name}`,
         });
       }
     }
@@ -393,9 +438,9 @@ export class ProfileChecker {
     const type = occ.type ?? (rule.types.length === 1 ? rule.types[0].code : undefined);
     const value = occ.value;
     if (!isObject(value)) return;
-    if (type === 'Coding') this.ctx.checkCoding(value, occ.path, issues);
-    if (type === 'Identifier') this.ctx.checkIdentifier(value, occ.path, issues);
-    if (type === 'Reference') this.checkReferenceTarget(rule, value, occ.path, issues);
+    if (type === 'Coding') this.ctx.checkCoding(value, occ, issues);
+    if (type === 'Identifier') this.ctx.checkIdentifier(value, occ, issues);
+    if (type === 'Reference') this.checkReferenceTarget(rule, value, occ, issues);
     if (type === 'Extension') {
       this.checkExtension(rule, value, occ, issues, depth);
       return;
@@ -403,10 +448,10 @@ export class ProfileChecker {
     if (type === 'Resource' || (rule.types.length === 0 && rule.children.length === 0)) return;
     if (occ.type && rule.children.length === 0) {
       const typed = rule.choiceTypes?.get(occ.type);
-      if (typed) this.checkChildren(typed, value, occ.path, issues, depth + 1);
+      if (typed) this.checkChildren(typed, value, occ, issues, depth + 1);
       return;
     }
-    this.checkChildren(rule, value, occ.path, issues, depth + 1);
+    this.checkChildren(rule, value, occ, issues, depth + 1);
   }
 
   /** Fixed and pattern values and bindings: rules that hold for the value whatever its children. */
@@ -430,14 +475,14 @@ export class ProfileChecker {
     if (rule.binding?.valueSet) {
       const type = occ.type ?? rule.types[0]?.code;
       if (type === 'code' && typeof value === 'string') {
-        this.ctx.checkBinding(rule.binding, [{ code: value }], 'code', occ.path, issues);
+        this.ctx.checkBinding(rule.binding, [{ code: value }], 'code', occ, issues);
       } else if (type === 'Coding' && isObject(value)) {
-        this.ctx.checkBinding(rule.binding, [value as { system?: string; code?: string }], 'coding', occ.path, issues);
+        this.ctx.checkBinding(rule.binding, [value as { system?: string; code?: string }], 'coding', occ, issues);
       } else if (type === 'CodeableConcept' && isObject(value)) {
         const codings = Array.isArray(value.coding) ? value.coding.filter(isObject) : [];
-        if (codings.length) this.ctx.checkBinding(rule.binding, codings as { system?: string; code?: string }[], 'concept', occ.path, issues);
+        if (codings.length) this.ctx.checkBinding(rule.binding, codings as { system?: string; code?: string }[], 'concept', occ, issues);
       } else if (type === 'Quantity' && isObject(value) && typeof value.code === 'string') {
-        this.ctx.checkBinding(rule.binding, [value as { system?: string; code?: string }], 'coding', occ.path, issues);
+        this.ctx.checkBinding(rule.binding, [value as { system?: string; code?: string }], 'coding', occ, issues);
       }
     }
   }
@@ -452,7 +497,7 @@ export class ProfileChecker {
         severity: 'error',
         code: 'invalid',
         diagnostics: `refers to a ${actual}, but must refer to ${allowed.join(' or ')}`,
-        expression: `${path()}.reference`,
+        expression: `${path.path()}.reference`,
       });
     }
   }
@@ -463,20 +508,32 @@ export class ProfileChecker {
     const profile = rule.types[0]?.profiles[0] ?? url;
     const defined = profile ? this.ctx.profileRules(profile) : undefined;
     if (defined) {
-      this.checkChildren(defined, ext, occ.path, issues, depth + 1);
+      this.checkChildren(defined, ext, occ, issues, depth + 1);
       return;
     }
-    if (this.extensionRules) this.checkChildren(this.extensionRules, ext, occ.path, issues, depth + 1);
+    if (this.extensionRules) this.checkChildren(this.extensionRules, ext, occ, issues, depth + 1);
   }
+}
+
+/** push() into a new list, allocated at its final size in the usual cases (one value; an array without nulls). */
+function occurrences(raw: unknown, key: string, parent: LazyPath, type: string | undefined): Occurrence[] {
+  if (!Array.isArray(raw)) return raw === null ? [] : [new Occurrence(raw, key, type, undefined, parent)];
+  if (raw.length === 1) {
+    const value: unknown = raw[0];
+    return value === null || value === undefined ? [] : [new Occurrence(value, key, type, 0, parent)];
+  }
+  const out: Occurrence[] = [];
+  push(out, raw, key, parent, type);
+  return out;
 }
 
 function push(out: Occurrence[], raw: unknown, key: string, parent: LazyPath, type?: string): void {
   if (Array.isArray(raw)) {
     raw.forEach((value, index) => {
-      if (value !== null && value !== undefined) out.push({ value, key, type, index, path: at(parent, key, index) });
+      if (value !== null && value !== undefined) out.push(new Occurrence(value, key, type, index, parent));
     });
   } else if (raw !== null) {
-    out.push({ value: raw, key, type, path: at(parent, key, undefined) });
+    out.push(new Occurrence(raw, key, type, undefined, parent));
   }
 }
 

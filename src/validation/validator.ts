@@ -5,7 +5,7 @@ import { checkNhsNumber, NHS_NUMBER_SYSTEM } from '../terminology/nhs-number';
 import { checkSctid } from '../terminology/sctid';
 import { Definitions } from './definitions';
 import { compileInvariants, type InvariantChecker } from './invariants';
-import { compileSnapshot, linkDatatypes, ProfileChecker, type ElementRule, type ProfileContext } from './profile';
+import { compileSnapshot, linkDatatypes, ProfileChecker, type ElementRule, type PathRef, type ProfileContext } from './profile';
 import { createStructureValidator, type StructureValidator } from './structure';
 import type { ResourceValidator, ValidateOptions, ValidationIssue } from './types';
 
@@ -45,6 +45,8 @@ export class Validator implements ResourceValidator {
   private readonly rulesByUrl = new Map<string, ElementRule>();
   /** Known members of every bound value set, so a valid code is confirmed with one set lookup. */
   private readonly members = new Map<string, { codes: Set<string>; pairs: Set<string> }>();
+  /** Bound value sets the terminology does not have: a preferred or example binding to one never reports anything for codings. */
+  private readonly unknownValueSets = new Set<string>();
 
   private constructor(
     private readonly structure: StructureValidator,
@@ -78,6 +80,7 @@ export class Validator implements ResourceValidator {
   }
 
   private indexMembers(url: string): void {
+    if (!this.terminology.hasValueSet(url)) this.unknownValueSets.add(url);
     const expansion = this.terminology.valueSetInfo(url) ? this.terminology.expand(url) : undefined;
     if (!expansion) return;
     const codes = new Set<string>();
@@ -195,12 +198,18 @@ export class Validator implements ResourceValidator {
         const system = typeof coding.system === 'string' ? coding.system : undefined;
         const code = typeof coding.code === 'string' ? coding.code : undefined;
         if (!system || !code) return;
+        // A concept of the bundled SNOMED CT subset passed checkSctid when the terminology was loaded.
+        const bundled = system === SNOMED_SYSTEM ? this.terminology.lookup(system, code) : undefined;
+        if (bundled) {
+          this.checkConcept(system, code, typeof coding.display === 'string' ? coding.display : undefined, path, issues, bundled);
+          return;
+        }
         if (system === SNOMED_SYSTEM) {
           // A post-coordinated expression (`71341001:272741003=7771000`) is checked id by id.
           const ids = /^\d+$/.test(code) ? [code] : (code.match(/\d{6,}/g) ?? [code]);
           const bad = ids.map((id) => checkSctid(id, 'concept')).find((check) => !check.valid);
           if (bad && !bad.valid) {
-            issues.push({ severity: 'error', code: 'code-invalid', diagnostics: bad.message, expression: `${path()}.code` });
+            issues.push({ severity: 'error', code: 'code-invalid', diagnostics: bad.message, expression: `${path.path()}.code` });
             return;
           }
           if (ids.length > 1 || ids[0] !== code) return;
@@ -211,40 +220,47 @@ export class Validator implements ResourceValidator {
         if (identifier.system !== NHS_NUMBER_SYSTEM || identifier.value === undefined) return;
         const check = checkNhsNumber(identifier.value);
         if (!check.valid) {
-          issues.push({ severity: 'error', code: 'value', diagnostics: check.message, expression: `${path()}.value` });
+          issues.push({ severity: 'error', code: 'value', diagnostics: check.message, expression: `${path.path()}.value` });
         }
       },
     };
   }
 
   /** The code exists in its (bundled) code system, is active, and the display is one of its terms. */
-  private checkConcept(system: string, code: string, display: string | undefined, path: () => string, issues: ValidationIssue[]): void {
+  private checkConcept(
+    system: string,
+    code: string,
+    display: string | undefined,
+    path: PathRef,
+    issues: ValidationIssue[],
+    found?: ConceptDetails,
+  ): void {
     const unknownSystem = this.options.unknownCodeSystem ?? 'warning';
     const unverifiable = (diagnostics: string) => {
-      if (unknownSystem !== 'ignore') issues.push({ severity: unknownSystem, code: 'not-supported', diagnostics, expression: `${path()}.code` });
+      if (unknownSystem !== 'ignore') issues.push({ severity: unknownSystem, code: 'not-supported', diagnostics, expression: `${path.path()}.code` });
     };
-    if (!this.terminology.hasCodeSystem(system)) {
+    if (!found && !this.terminology.hasCodeSystem(system)) {
       unverifiable(`Code system ${system} is not bundled with sp-bridge, so code '${code}' was not checked`);
       return;
     }
-    const concept = this.terminology.lookup(system, code);
+    const concept = found ?? this.terminology.lookup(system, code);
     if (!concept) {
       if (this.terminology.codeSystemContent(system) === 'complete') {
-        issues.push({ severity: 'error', code: 'code-invalid', diagnostics: `'${code}' is not a code in ${system}`, expression: `${path()}.code` });
+        issues.push({ severity: 'error', code: 'code-invalid', diagnostics: `'${code}' is not a code in ${system}`, expression: `${path.path()}.code` });
       } else {
         unverifiable(`${system}|${code} is not in the bundled subset of that code system, so it could not be confirmed`);
       }
       return;
     }
     if (concept.inactive) {
-      issues.push({ severity: 'warning', code: 'business-rule', diagnostics: `${system}|${code} is inactive`, expression: `${path()}.code` });
+      issues.push({ severity: 'warning', code: 'business-rule', diagnostics: `${system}|${code} is inactive`, expression: `${path.path()}.code` });
     }
     if (display !== undefined && !displayMatches(display, concept)) {
       issues.push({
         severity: 'warning',
         code: 'invalid',
         diagnostics: `Display '${display}' does not match any term of ${system}|${code} (preferred: '${concept.display}')`,
-        expression: `${path()}.display`,
+        expression: `${path.path()}.display`,
       });
     }
   }
@@ -253,7 +269,7 @@ export class Validator implements ResourceValidator {
     binding: NonNullable<ElementRule['binding']>,
     codings: { system?: string; code?: string; display?: string }[],
     kind: 'code' | 'coding' | 'concept',
-    path: () => string,
+    path: PathRef,
     issues: ValidationIssue[],
   ): void {
     if (!binding.valueSet) return;
@@ -261,10 +277,15 @@ export class Validator implements ResourceValidator {
     if (known && (kind === 'code' ? known.codes.has(codings[0]?.code ?? '') : codings.some((c) => known.pairs.has(`${c.system}|${c.code}`)))) {
       return;
     }
+    // terminology.checkBinding would say cannot-check with only invalid-code issues (which are not reported for
+    // codings, see below) and no issue of its own for these strengths.
+    if (kind !== 'code' && (binding.strength === 'preferred' || binding.strength === 'example') && this.unknownValueSets.has(binding.valueSet)) {
+      return;
+    }
     const value = kind === 'code' ? (codings[0]?.code ?? '') : kind === 'coding' ? (codings[0] as fhir4.Coding) : { coding: codings as fhir4.Coding[] };
     const result = this.terminology.checkBinding(binding.valueSet, binding.strength, value);
     if (result.status === 'member') return;
-    const where = kind === 'code' ? path() : kind === 'coding' ? `${path()}.code` : `${path()}.coding`;
+    const where = kind === 'code' ? path.path() : kind === 'coding' ? `${path.path()}.code` : `${path.path()}.coding`;
     for (const issue of result.issues) {
       // Codings are checked for valid codes on their own (checkCoding), wherever they appear.
       if (issue.reason === 'invalid-code' && kind !== 'code') continue;
