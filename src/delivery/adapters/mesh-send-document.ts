@@ -12,14 +12,13 @@
  * (non-delivery) messages, reports them, then acknowledges them in MESH only after the engine took the report.
  */
 import type { Acknowledgement, AdapterFactory, DeliveryAdapter, DeliveryItem, DeliveryOutcome } from '../adapter';
+import { ItkAckPoller } from '../../mesh/ack-poller';
 import { MeshClient, MeshError, type MeshClientOptions } from '../../mesh/client';
 import { gpProviderAddress, MeshHeaderError, sanitiseMexText } from '../../mesh/headers';
 import {
   buildSendDocumentMessage,
   findPatient,
-  ITK,
   mainType,
-  parseItkResponse,
   SEND_DOCUMENT_ACK_WORKFLOW,
   SEND_DOCUMENT_WORKFLOW,
   summariseRecord,
@@ -197,23 +196,14 @@ export class MeshSendDocumentAdapter implements DeliveryAdapter {
   readonly capabilities = { resourceTypes: SEND_DOCUMENT_RESOURCE_TYPES, asyncAcknowledgement: true };
   readonly client: MeshClient;
   private readonly workflowId: string;
-  private readonly ackWorkflowId: string;
-  private readonly pollIntervalMs: number;
-  private readonly deliveredOn: 'business' | 'infrastructure';
   private readonly documentTypes: Record<string, SnomedCode>;
-  /** MESH message id -> correlation id, to match MESH non-delivery REPORTs (in memory: lost on restart). */
-  private readonly sent = new Map<string, string>();
   /**
    * Optional, last resort: how to find the Patient when the item has no `patient` (the engine fills it from the
    * store when the record references a Patient sp-bridge holds) and the record neither is, contains nor bundles
    * one. Set it after `create()`; the engine does not need it.
    */
   patientResolver?: (item: DeliveryItem, signal: AbortSignal) => Promise<fhir4.Patient | undefined>;
-  /** For operators and tests: what the acknowledgement loop has been doing. */
-  readonly stats = { polls: 0, reported: 0, unmatchedReports: 0, lastPollAt: undefined as Date | undefined, lastError: undefined as string | undefined };
-  private loop?: Promise<void>;
-  private abort?: AbortController;
-  private wake?: () => void;
+  private readonly poller: ItkAckPoller;
 
   constructor(
     private readonly settings: Settings,
@@ -222,9 +212,14 @@ export class MeshSendDocumentAdapter implements DeliveryAdapter {
   ) {
     this.client = meshClientFromSettings(settings, env);
     this.workflowId = settings.workflowId ?? SEND_DOCUMENT_WORKFLOW;
-    this.ackWorkflowId = settings.ackWorkflowId ?? `${this.workflowId}_ACK`;
-    this.pollIntervalMs = settings.pollIntervalMs ?? 300_000;
-    this.deliveredOn = settings.deliveredOn ?? 'business';
+    this.poller = new ItkAckPoller(
+      this.client,
+      this.workflowId,
+      settings.ackWorkflowId ?? `${this.workflowId}_ACK`,
+      settings.deliveredOn ?? 'business',
+      settings.pollIntervalMs ?? 300_000,
+      this.now,
+    );
     this.documentTypes = { ...DEFAULT_DOCUMENT_TYPES, ...(settings.documentTypes ?? {}) };
     for (const [type, dt] of Object.entries(this.documentTypes)) {
       if (!isValidSctid(dt.code)) throw new Error(`mesh-send-document: documentTypes.${type}.code ${dt.code} is not a valid SNOMED CT id`);
@@ -307,8 +302,7 @@ export class MeshSendDocumentAdapter implements DeliveryAdapter {
         contentType: 'application/fhir+json',
         signal,
       });
-      this.sent.set(meshMessageId, message.messageId);
-      if (this.sent.size > 100_000) this.sent.delete(this.sent.keys().next().value as string);
+      this.poller.remember(meshMessageId, message.messageId);
       return {
         kind: 'accepted',
         httpStatus: 202,
@@ -322,116 +316,21 @@ export class MeshSendDocumentAdapter implements DeliveryAdapter {
     }
   }
 
-  async start(onAcknowledgement: (ack: Acknowledgement) => Promise<void>): Promise<void> {
-    if (this.loop) return;
-    try {
-      await this.client.handshake();
-    } catch (err) {
-      // A wrong password or key will not mend itself: refuse to start. Network trouble: keep polling.
-      if (err instanceof MeshError && (err.status === 401 || err.status === 403)) throw err;
-    }
-    const abort = new AbortController();
-    this.abort = abort;
-    this.loop = (async () => {
-      while (!abort.signal.aborted) {
-        try {
-          await this.pollOnce(onAcknowledgement, abort.signal);
-        } catch (err) {
-          this.stats.lastError = (err as Error).message; // the next poll tries again
-        }
-        if (abort.signal.aborted) break;
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, this.pollIntervalMs);
-          this.wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-      }
-    })();
+  start(onAcknowledgement: (ack: Acknowledgement) => Promise<void>): Promise<void> {
+    return this.poller.start(onAcknowledgement);
   }
 
-  async stop(): Promise<void> {
-    this.abort?.abort();
-    this.wake?.();
-    await this.loop?.catch(() => undefined);
-    this.loop = undefined;
+  stop(): Promise<void> {
+    return this.poller.stop();
   }
 
-  /**
-   * One inbox pass: every ITK3 response (`<workflow>_ACK`) and MESH REPORT about our workflow is turned into
-   * an acknowledgement (or ignored when it is the one `deliveredOn` does not report) and then acknowledged in
-   * MESH. A message is left in the inbox when reporting it fails, and tried again next pass.
-   */
-  async pollOnce(onAcknowledgement: (ack: Acknowledgement) => Promise<void>, signal?: AbortSignal): Promise<number> {
-    let reported = 0;
-    this.stats.polls++;
-    this.stats.lastPollAt = this.now();
-    const ids = await this.client.listInbox({ workflowFilter: `${this.workflowId}*`, signal });
-    for (const id of ids) {
-      if (signal?.aborted) break;
-      try {
-        const msg = await this.client.download(id, signal);
-        const ack = this.toAcknowledgement(msg.mex, msg.body);
-        if (ack === 'not-ours') continue;
-        if (ack) {
-          await onAcknowledgement(ack);
-          reported++;
-          this.stats.reported++;
-        }
-        await this.client.acknowledge(id, signal);
-      } catch (err) {
-        this.stats.lastError = (err as Error).message; // leave it for the next pass
-      }
-    }
-    return reported;
+  /** One inbox pass of the acknowledgement poller (see ItkAckPoller). */
+  pollOnce(onAcknowledgement: (ack: Acknowledgement) => Promise<void>, signal?: AbortSignal): Promise<number> {
+    return this.poller.pollOnce(onAcknowledgement, signal);
   }
 
-  private toAcknowledgement(mex: Record<string, string>, body: Buffer): Acknowledgement | undefined | 'not-ours' {
-    if ((mex.messagetype ?? '').toUpperCase() === 'REPORT') {
-      if (mex.workflowid !== this.workflowId) return 'not-ours';
-      const correlationId = this.sent.get(mex.linkedmsgid ?? '');
-      if (!correlationId) {
-        this.stats.unmatchedReports++; // sent before a restart: nothing to match it to
-        return undefined;
-      }
-      const summary = `MESH could not deliver message ${mex.linkedmsgid}: ${mex.statuscode ?? ''} ${mex.statusdescription ?? ''}`.trim();
-      return {
-        correlationId,
-        result: 'failed',
-        summary,
-        outcome: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: summary }] },
-      };
-    }
-    if (mex.workflowid !== this.ackWorkflowId) return 'not-ours';
-    let response;
-    try {
-      response = parseItkResponse(JSON.parse(body.toString('utf8')));
-    } catch {
-      response = undefined;
-    }
-    if (!response) return undefined; // not an ITK response: nothing to correlate
-    const label = `ITK3 ${response.kind} acknowledgement ${response.code}${response.display ? ` ${response.display}` : ''}`;
-    if (!response.success) {
-      return {
-        correlationId: response.responseTo,
-        result: 'failed',
-        summary: `${label}${response.diagnostics ? `: ${response.diagnostics}` : ''}`,
-        outcome: {
-          resourceType: 'OperationOutcome',
-          issue: [
-            {
-              severity: 'error',
-              code: response.kind === 'business' ? 'business-rule' : 'processing',
-              details: { coding: [{ system: ITK.responseCodeSystem, code: response.code, display: response.display }] },
-              diagnostics: response.diagnostics ?? label,
-            },
-          ],
-        },
-      };
-    }
-    if (response.kind !== this.deliveredOn) return undefined;
-    return { correlationId: response.responseTo, result: 'delivered', summary: label };
+  get stats(): ItkAckPoller['stats'] {
+    return this.poller.stats;
   }
 }
 

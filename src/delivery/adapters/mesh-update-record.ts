@@ -17,9 +17,10 @@
  * acknowledges them in MESH.
  */
 import type { Acknowledgement, AdapterFactory, DeliveryAdapter, DeliveryItem, DeliveryOutcome } from '../adapter';
+import { ItkAckPoller } from '../../mesh/ack-poller';
 import { MeshError, type MeshClient } from '../../mesh/client';
 import { gpProviderAddress, MeshHeaderError, sanitiseMexText } from '../../mesh/headers';
-import { findPatient, ITK, parseItkResponse, type SnomedCode } from '../../mesh/itk3';
+import { findPatient, type SnomedCode } from '../../mesh/itk3';
 import {
   buildUpdateRecordMessage,
   UPDATE_RECORD_ACK_WORKFLOW,
@@ -97,17 +98,9 @@ export class MeshUpdateRecordAdapter implements DeliveryAdapter {
   readonly capabilities = { resourceTypes: UPDATE_RECORD_ITEM_TYPES, asyncAcknowledgement: true };
   readonly client: MeshClient;
   private readonly workflowId: string;
-  private readonly ackWorkflowId: string;
-  private readonly pollIntervalMs: number;
-  private readonly deliveredOn: 'business' | 'infrastructure';
-  /** MESH message id -> correlation id, to match MESH non-delivery REPORTs (in memory: lost on restart). */
-  private readonly sent = new Map<string, string>();
   /** Optional: finds the Patient when the record neither contains nor bundles one. Set it after `create()`. */
   patientResolver?: (item: DeliveryItem, signal: AbortSignal) => Promise<fhir4.Patient | undefined>;
-  readonly stats = { polls: 0, reported: 0, unmatchedReports: 0, lastPollAt: undefined as Date | undefined, lastError: undefined as string | undefined };
-  private loop?: Promise<void>;
-  private abort?: AbortController;
-  private wake?: () => void;
+  private readonly poller: ItkAckPoller;
 
   constructor(
     private readonly settings: Settings,
@@ -121,9 +114,14 @@ export class MeshUpdateRecordAdapter implements DeliveryAdapter {
     }
     this.client = meshClientFromSettings(settings, env);
     this.workflowId = settings.workflowId ?? UPDATE_RECORD_WORKFLOW;
-    this.ackWorkflowId = settings.ackWorkflowId ?? `${this.workflowId}_ACK`;
-    this.pollIntervalMs = settings.pollIntervalMs ?? 300_000;
-    this.deliveredOn = settings.deliveredOn ?? 'business';
+    this.poller = new ItkAckPoller(
+      this.client,
+      this.workflowId,
+      settings.ackWorkflowId ?? `${this.workflowId}_ACK`,
+      settings.deliveredOn ?? 'business',
+      settings.pollIntervalMs ?? 300_000,
+      this.now,
+    );
   }
 
   async deliver(item: DeliveryItem, signal: AbortSignal): Promise<DeliveryOutcome> {
@@ -187,8 +185,7 @@ export class MeshUpdateRecordAdapter implements DeliveryAdapter {
         contentType: 'application/fhir+json',
         signal,
       });
-      this.sent.set(meshMessageId, message.messageId);
-      if (this.sent.size > 100_000) this.sent.delete(this.sent.keys().next().value as string);
+      this.poller.remember(meshMessageId, message.messageId);
       const notSent = message.lossy.length ? `; not representable in STU3 and not sent: ${message.lossy.join('; ')}` : '';
       return {
         kind: 'accepted',
@@ -203,112 +200,21 @@ export class MeshUpdateRecordAdapter implements DeliveryAdapter {
     }
   }
 
-  async start(onAcknowledgement: (ack: Acknowledgement) => Promise<void>): Promise<void> {
-    if (this.loop) return;
-    try {
-      await this.client.handshake();
-    } catch (err) {
-      // A wrong password or key will not mend itself: refuse to start. Network trouble: keep polling.
-      if (err instanceof MeshError && (err.status === 401 || err.status === 403)) throw err;
-    }
-    const abort = new AbortController();
-    this.abort = abort;
-    this.loop = (async () => {
-      while (!abort.signal.aborted) {
-        try {
-          await this.pollOnce(onAcknowledgement, abort.signal);
-        } catch (err) {
-          this.stats.lastError = (err as Error).message;
-        }
-        if (abort.signal.aborted) break;
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, this.pollIntervalMs);
-          this.wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-      }
-    })();
+  start(onAcknowledgement: (ack: Acknowledgement) => Promise<void>): Promise<void> {
+    return this.poller.start(onAcknowledgement);
   }
 
-  async stop(): Promise<void> {
-    this.abort?.abort();
-    this.wake?.();
-    await this.loop?.catch(() => undefined);
-    this.loop = undefined;
+  stop(): Promise<void> {
+    return this.poller.stop();
   }
 
-  /** One inbox pass over our workflow's ITK3 responses and MESH REPORTs; each is reported, then acknowledged. */
-  async pollOnce(onAcknowledgement: (ack: Acknowledgement) => Promise<void>, signal?: AbortSignal): Promise<number> {
-    let reported = 0;
-    this.stats.polls++;
-    this.stats.lastPollAt = this.now();
-    const ids = await this.client.listInbox({ workflowFilter: `${this.workflowId}*`, signal });
-    for (const id of ids) {
-      if (signal?.aborted) break;
-      try {
-        const msg = await this.client.download(id, signal);
-        const ack = this.toAcknowledgement(msg.mex, msg.body);
-        if (ack === 'not-ours') continue;
-        if (ack) {
-          await onAcknowledgement(ack);
-          reported++;
-          this.stats.reported++;
-        }
-        await this.client.acknowledge(id, signal);
-      } catch (err) {
-        this.stats.lastError = (err as Error).message; // leave it for the next pass
-      }
-    }
-    return reported;
+  /** One inbox pass of the acknowledgement poller (see ItkAckPoller). */
+  pollOnce(onAcknowledgement: (ack: Acknowledgement) => Promise<void>, signal?: AbortSignal): Promise<number> {
+    return this.poller.pollOnce(onAcknowledgement, signal);
   }
 
-  private toAcknowledgement(mex: Record<string, string>, body: Buffer): Acknowledgement | undefined | 'not-ours' {
-    if ((mex.messagetype ?? '').toUpperCase() === 'REPORT') {
-      if (mex.workflowid !== this.workflowId) return 'not-ours';
-      const correlationId = this.sent.get(mex.linkedmsgid ?? '');
-      if (!correlationId) {
-        this.stats.unmatchedReports++;
-        return undefined;
-      }
-      const summary = `MESH could not deliver message ${mex.linkedmsgid}: ${mex.statuscode ?? ''} ${mex.statusdescription ?? ''}`.trim();
-      return {
-        correlationId,
-        result: 'failed',
-        summary,
-        outcome: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'transient', diagnostics: summary }] },
-      };
-    }
-    if (mex.workflowid !== this.ackWorkflowId) return 'not-ours';
-    let response;
-    try {
-      response = parseItkResponse(JSON.parse(body.toString('utf8')));
-    } catch {
-      response = undefined;
-    }
-    if (!response) return undefined;
-    const label = `ITK3 ${response.kind} acknowledgement ${response.code}${response.display ? ` ${response.display}` : ''}`;
-    if (!response.success) {
-      return {
-        correlationId: response.responseTo,
-        result: 'failed',
-        summary: `${label}${response.diagnostics ? `: ${response.diagnostics}` : ''}`,
-        outcome: {
-          resourceType: 'OperationOutcome',
-          issue: [
-            {
-              severity: 'error',
-              code: response.kind === 'business' ? 'business-rule' : 'processing',
-              details: { coding: [{ system: ITK.responseCodeSystem, code: response.code, display: response.display }] },
-              diagnostics: response.diagnostics ?? label,
-            },
-          ],
-        },
-      };
-    }
-    if (response.kind !== this.deliveredOn) return undefined;
-    return { correlationId: response.responseTo, result: 'delivered', summary: label };
+  get stats(): ItkAckPoller['stats'] {
+    return this.poller.stats;
   }
 }
 
