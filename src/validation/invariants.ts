@@ -65,6 +65,22 @@ export function compileInvariants(
   return new Compiler(resolveType).checker(profile);
 }
 
+/**
+ * Compiles several profiles with one compiler, so the datatypes and nested resource types they share are
+ * compiled once; `nestedTypes` (resource types that may be contained or bundled) are compiled now, not on
+ * first use.
+ */
+export function compileAllInvariants(
+  profiles: readonly fhir4.StructureDefinition[],
+  resolveType: (typeCode: string) => fhir4.StructureDefinition | undefined,
+  nestedTypes: readonly string[],
+): Map<string, InvariantChecker> {
+  const compiler = new Compiler(resolveType);
+  const checkers = new Map(profiles.map((sd) => [sd.url, compiler.checker(sd) as InvariantChecker]));
+  for (const type of nestedTypes) compiler.resourceRoot(type);
+  return checkers;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Compiled form
 

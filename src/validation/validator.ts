@@ -4,7 +4,7 @@ import { getTerminology, SNOMED_SYSTEM, type ConceptDetails, type Terminology } 
 import { checkNhsNumber, NHS_NUMBER_SYSTEM } from '../terminology/nhs-number';
 import { checkSctid } from '../terminology/sctid';
 import { Definitions } from './definitions';
-import { compileInvariants, type InvariantChecker } from './invariants';
+import { compileAllInvariants, type InvariantChecker } from './invariants';
 import { compileSnapshot, linkDatatypes, ProfileChecker, type ElementRule, type PathRef, type ProfileContext } from './profile';
 import { createStructureValidator, type StructureValidator } from './structure';
 import type { ResourceValidator, ValidateOptions, ValidationIssue } from './types';
@@ -65,6 +65,13 @@ export class Validator implements ResourceValidator {
         if (url && !this.members.has(url)) this.indexMembers(url);
       }
     }
+    // Every shipped resource type may turn up contained or in a Bundle: compile its constraints now, not on first use.
+    const resourceProfiles = definitions.all().filter((sd) => sd.kind === 'resource' && this.rulesByUrl.has(sd.url));
+    const invariants = compileAllInvariants(
+      resourceProfiles,
+      (code) => definitions.base(code) ?? definitions.get(code),
+      resourceProfiles.filter((sd) => sd.derivation === 'specialization').map((sd) => sd.type),
+    );
     for (const sd of definitions.all()) {
       const rules = this.rulesByUrl.get(sd.url);
       if (!rules || sd.kind !== 'resource') continue;
@@ -74,7 +81,7 @@ export class Validator implements ResourceValidator {
         rules,
         checker: new ProfileChecker(rules, context),
         // A type may be a profile of a datatype (SimpleQuantity): its constraints apply too.
-        invariants: compileInvariants(sd, (code) => definitions.base(code) ?? definitions.get(code)),
+        invariants: invariants.get(sd.url)!,
       });
     }
   }
