@@ -31,6 +31,7 @@ describe('loading the bundled terminology', () => {
     const top = tx.files.filter((f) => f.split('/').length === 2);
     expect([...top].sort()).toEqual([
       'terminology/snomed-sp-subset.codesystem.json',
+      'terminology/sp-outcome-measures.codesystem.json',
       'terminology/valueset-sp-activities.json',
       'terminology/valueset-sp-lifecycle.json',
       'terminology/valueset-sp-needs.json',

@@ -99,6 +99,13 @@ describe('validator: the cases common validators miss', () => {
     expectError(validator.validate(obs), 'Observation', undefined, 'sp-om-swemwbs');
   });
 
+  it('an ONS4 item outside 0-10 (local code: ONS4 has no SNOMED CT code)', () => {
+    const obs = example<fhir4.Observation>('Observation-sp-ons4-life-satisfaction-example.json');
+    expect(errors(validator.validate(obs))).toEqual([]);
+    obs.valueQuantity = { ...obs.valueQuantity, value: 11 };
+    expectError(validator.validate(obs), 'Observation', undefined, 'sp-om-ons4');
+  });
+
   it('reports every problem at once, not just the first', () => {
     const r = { ...referral(), status: 'bogus', authoredOn: 'yesterday', colour: 'blue' };
     delete (r as Partial<fhir4.ServiceRequest>).subject;
