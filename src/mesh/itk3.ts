@@ -270,7 +270,8 @@ export interface SendDocumentMessage {
   messageId: string;
 }
 
-function handlingExtension(values: {
+/** Extension-ITK-MessageHandling-2: every sub-extension is 1..1. */
+export function handlingExtension(values: {
   busAck: boolean;
   infAck: boolean;
   recipientType: 'FA' | 'FI';

@@ -48,7 +48,7 @@
  *
  * STU3 JSON is built as plain objects (the R4 types do not describe it).
  */
-import { deterministicUuid, ITK, summariseRecord, type Json, type PatientDetails, type SenderDetails, type SnomedCode } from './itk3';
+import { deterministicUuid, handlingExtension, ITK, summariseRecord, type Json, type PatientDetails, type SenderDetails, type SnomedCode } from './itk3';
 
 export { UPDATE_RECORD_ACK_WORKFLOW, UPDATE_RECORD_WORKFLOW } from './itk3';
 
@@ -598,21 +598,6 @@ export interface UpdateRecordMessage {
   lossy: string[];
 }
 
-function handlingExtension(senderReference: string): Json {
-  // The same shape as itk3.ts's (not exported there): Extension-ITK-MessageHandling-2, all sub-extensions 1..1.
-  return {
-    url: ITK.messageHandlingExtension,
-    extension: [
-      { url: 'BusAckRequested', valueBoolean: true },
-      { url: 'InfAckRequested', valueBoolean: true },
-      { url: 'RecipientType', valueCoding: { system: ITK.recipientTypeSystem, code: 'FA', display: 'For Action' } },
-      { url: 'MessageDefinition', valueReference: { reference: UPDATE_RECORD.messageDefinition } },
-      { url: 'SenderReference', valueString: senderReference },
-      { url: 'LocalExtension', valueString: 'None' },
-    ],
-  };
-}
-
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /** Builds the ITK014M message. Throws UpdateRecordMappingError when the record cannot be sent faithfully. */
@@ -707,7 +692,15 @@ export function buildUpdateRecordMessage(input: UpdateRecordInput): UpdateRecord
     resourceType: 'MessageHeader',
     id: messageId,
     meta: { profile: [ITK.messageHeaderProfile] },
-    extension: [handlingExtension(messageId)],
+    extension: [
+      handlingExtension({
+        busAck: true,
+        infAck: true,
+        recipientType: 'FA',
+        messageDefinition: UPDATE_RECORD.messageDefinition,
+        senderReference: messageId,
+      }),
+    ],
     event: { system: ITK.messageEventSystem, code: UPDATE_RECORD.event, display: UPDATE_RECORD.eventDisplay },
     sender: { reference: `urn:uuid:${orgId}` },
     timestamp,

@@ -1,7 +1,7 @@
 import type { Database, Queryable } from './db';
 
 /**
- * The delivery outbox (migration 3): the rows sp_save_version enqueues with each write, and every state change
+ * The delivery outbox (migration 2): the rows sp_save_version enqueues with each write, and every state change
  * after that. Only SQL lives here; src/delivery/engine.ts decides what to do.
  *
  *   queued ──claim──► in-flight ──delivered──► delivered

@@ -89,49 +89,9 @@ CREATE INDEX search_string_vid ON search_string (vid, param);
   },
   {
     id: 2,
-    name: 'save function',
+    name: 'save function and delivery outbox',
     // One call writes a version and its index rows. PL/pgSQL keeps the plans of its statements, so a write
     // is not parsed and planned again each time (planning was most of a write's cost).
-    statements: [
-      `CREATE FUNCTION sp_save_version(
-  p_previous bigint, p_type text, p_id text, p_version integer, p_last_updated timestamptz, p_content text,
-  p_tok_param text[], p_tok_system text[], p_tok_code text[],
-  p_ref_param text[], p_ref_type text[], p_ref_id text[],
-  p_date_param text[], p_date_low timestamptz[], p_date_high timestamptz[],
-  p_str_param text[], p_str_value text[], p_str_raw text[]
-) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-  v bigint := nextval('resource_versions_vid_seq');
-BEGIN
-  IF p_previous IS NOT NULL THEN
-    UPDATE resource_versions SET superseded_by = v, superseded_xid = pg_current_xact_id() WHERE vid = p_previous;
-  END IF;
-  INSERT INTO resource_versions (vid, type, id, version, last_updated, deleted, content)
-    VALUES (v, p_type, p_id, p_version, p_last_updated, p_content IS NULL, p_content);
-  IF cardinality(p_tok_param) > 0 THEN
-    INSERT INTO search_token (vid, type, param, system, code)
-      SELECT v, p_type, x.param, x.system, x.code FROM unnest(p_tok_param, p_tok_system, p_tok_code) AS x(param, system, code);
-  END IF;
-  IF cardinality(p_ref_param) > 0 THEN
-    INSERT INTO search_reference (vid, type, param, ref_type, ref_id)
-      SELECT v, p_type, x.param, x.ref_type, x.ref_id FROM unnest(p_ref_param, p_ref_type, p_ref_id) AS x(param, ref_type, ref_id);
-  END IF;
-  IF cardinality(p_date_param) > 0 THEN
-    INSERT INTO search_date (vid, type, param, low, high)
-      SELECT v, p_type, x.param, x.low, x.high FROM unnest(p_date_param, p_date_low, p_date_high) AS x(param, low, high);
-  END IF;
-  IF cardinality(p_str_param) > 0 THEN
-    INSERT INTO search_string (vid, type, param, value, raw)
-      SELECT v, p_type, x.param, x.value, x.raw FROM unnest(p_str_param, p_str_value, p_str_raw) AS x(param, value, raw);
-  END IF;
-  RETURN v;
-END
-$$`,
-    ],
-  },
-  {
-    id: 3,
-    name: 'delivery outbox',
     // The outbox: one row per (version, destination) that must be delivered, written by sp_save_version in
     // the same statement as the version itself, so a write and what it must deliver commit or roll back
     // together. order_key is the patient reference (or type/id when there is none): rows of one order_key
@@ -181,7 +141,6 @@ $$`,
   operation_outcome text
 )`,
       `CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id)`,
-      `DROP FUNCTION sp_save_version(bigint, text, text, integer, timestamptz, text, text[], text[], text[], text[], text[], text[], text[], timestamptz[], timestamptz[], text[], text[], text[])`,
       `CREATE FUNCTION sp_save_version(
   p_previous bigint, p_type text, p_id text, p_version integer, p_last_updated timestamptz, p_content text,
   p_tok_param text[], p_tok_system text[], p_tok_code text[],
