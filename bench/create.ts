@@ -90,7 +90,7 @@ async function serve(target: Target, args: Args): Promise<void> {
     const store = await openStore(target, args);
     db = store.db;
     cleanup = store.cleanup;
-    app = await buildApp({ config: { bodyLimitBytes: BODY_LIMIT }, db, logger: benchLogger(args.value('log-level') ?? 'info') });
+    app = await buildApp({ auth: { mode: 'none' }, config: { bodyLimitBytes: BODY_LIMIT }, db, logger: benchLogger(args.value('log-level') ?? 'info') });
   }
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
@@ -317,7 +317,7 @@ async function breakdown(n: number): Promise<void> {
       body,
     ]),
   );
-  const app = await buildApp({ config: { bodyLimitBytes: BODY_LIMIT }, db, logger: benchLogger('info') });
+  const app = await buildApp({ auth: { mode: 'none' }, config: { bodyLimitBytes: BODY_LIMIT }, db, logger: benchLogger('info') });
   const inject = await time('sp-bridge POST via inject()', () =>
     app.inject({ method: 'POST', url: '/ServiceRequest', headers: HEADERS, payload: body }),
   );

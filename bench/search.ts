@@ -243,7 +243,7 @@ async function benchStore(label: string, open: () => Promise<Database>, data: Da
       const { rows } = await t.db.query<{ size: string }>('SELECT pg_size_pretty(pg_database_size(current_database())) AS size');
       log(`  database size ${rows[0].size}`);
     }
-    const app = await buildApp({ config: { bodyLimitBytes: 5 * 1024 * 1024 }, db: t.db, logger: benchLogger('info') });
+    const app = await buildApp({ auth: { mode: 'none' }, config: { bodyLimitBytes: 5 * 1024 * 1024 }, db: t.db, logger: benchLogger('info') });
     try {
       const queries = args.number('queries', 1000);
       const budget = args.number('max-seconds', 120) * 1000;

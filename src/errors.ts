@@ -12,6 +12,8 @@ export const errorTable = {
   SPB_UNKNOWN_SEARCH_PARAM: { status: 400, issue: 'not-supported' },
   SPB_INVALID_BUNDLE: { status: 400, issue: 'invalid' },
   SPB_INVALID_HEADER: { status: 400, issue: 'invalid' },
+  SPB_UNAUTHORIZED: { status: 401, issue: 'login' },
+  SPB_FORBIDDEN: { status: 403, issue: 'forbidden' },
   SPB_UNKNOWN_TYPE: { status: 404, issue: 'not-supported' },
   SPB_NOT_FOUND: { status: 404, issue: 'not-found' },
   SPB_VERSION_NOT_FOUND: { status: 404, issue: 'not-found' },
@@ -25,8 +27,10 @@ export const errorTable = {
   SPB_BODY_TOO_LARGE: { status: 413, issue: 'too-costly' },
   SPB_UNSUPPORTED_MEDIA_TYPE: { status: 415, issue: 'not-supported' },
   SPB_UNPROCESSABLE: { status: 422, issue: 'processing' },
+  SPB_RATE_LIMITED: { status: 429, issue: 'throttled' },
   SPB_INTERNAL: { status: 500, issue: 'exception' },
   SPB_UNAVAILABLE: { status: 503, issue: 'transient' },
+  SPB_TIMEOUT: { status: 503, issue: 'timeout' },
 } as const satisfies Record<string, { status: number; issue: fhir4.OperationOutcomeIssue['code'] }>;
 
 export type ErrorCode = keyof typeof errorTable;

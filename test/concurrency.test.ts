@@ -23,7 +23,7 @@ describeEachStore('concurrency', (h) => {
   // PGlite is one in-process database: only PostgreSQL can be shared by two instances.
   if (h.store === 'postgres') it('conditional creates racing from two app instances on one database leave one resource', async () => {
     const db2 = await openPostgres(h.db.url ?? '', 20);
-    const app2 = await buildApp({ config: { bodyLimitBytes: 1 << 20 }, db: db2, logger: createLogger('silent') });
+    const app2 = await buildApp({ auth: { mode: 'none' }, config: { bodyLimitBytes: 1 << 20 }, db: db2, logger: createLogger('silent') });
     try {
       const ident = 'https://sp-bridge.example/referral|race-two-instances';
       const body = referral('Patient/p-race', { identifier: [{ system: 'https://sp-bridge.example/referral', value: 'race-two-instances' }] });

@@ -1,4 +1,5 @@
 import { FhirError } from '../errors';
+import { AUDIT_TYPE, checkAccess } from './access';
 import type { Repository } from '../storage/repository';
 import { toOperationOutcome, type ResourceValidator } from '../validation/types';
 import { capabilityStatement } from './capability';
@@ -13,6 +14,17 @@ export interface RouterOptions {
   validator: ResourceValidator;
   operations: OperationDefinition[];
   conformance: ConformanceSource[];
+  /** The audit trail, served read-only as AuditEvent. */
+  audit?: AuditReader;
+  /** Whether tokens are required: the CapabilityStatement then declares SMART security. */
+  smart?: boolean;
+  /** Told of every write refused by validation (for metrics). */
+  onValidationRejected?: (type: string, status: number) => void;
+}
+
+export interface AuditReader {
+  read(id: string): Promise<fhir4.AuditEvent | undefined>;
+  search(params: [string, string][], ctx: RequestContext): Promise<fhir4.Bundle>;
 }
 
 /**
@@ -43,6 +55,7 @@ export class FhirRouter {
     const segments = req.path.split('/').filter((s) => s !== '');
     const method = req.method.toUpperCase() === 'HEAD' ? 'GET' : req.method.toUpperCase();
     const [first, second, third, fourth] = segments;
+    checkAccess(ctx.grant, req);
     if (segments.length === 0) {
       return only(method, ['POST'], () => processBundle(this, repo, req, ctx));
     }
@@ -52,6 +65,8 @@ export class FhirRouter {
         body: capabilityStatement(ctx, {
           operations: this.options.operations,
           conformanceTypes: this.options.conformance.flatMap((c) => c.types),
+          audit: this.options.audit !== undefined,
+          smart: this.options.smart,
         }),
       }));
     }
@@ -60,8 +75,14 @@ export class FhirRouter {
     }
     const last = segments[segments.length - 1];
     if (last.startsWith('$')) return this.operation(repo, req, ctx, segments);
+    if (first === AUDIT_TYPE) return this.auditEvents(method, segments, req, ctx);
     if (!/^[A-Z][A-Za-z]+$/.test(first) || segments.length > 4) throw routeNotFound(req);
     const conformance = this.options.conformance.find((c) => c.types.includes(first));
+    if (conformance && second === '_search' && segments.length === 2) {
+      return only(method, ['POST'], async () =>
+        conformanceRead(conformance, first, undefined, { ...req, query: [...req.query, ...formParams(req.body)] }, ctx),
+      );
+    }
     if (conformance && segments.length <= 2) {
       return only(method, ['GET'], async () => conformanceRead(conformance, first, second, req, ctx));
     }
@@ -121,9 +142,29 @@ export class FhirRouter {
     const errors = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
     if (errors.length === 0) return;
     const malformed = errors.some((i) => i.code === 'structure');
+    this.options.onValidationRejected?.(type, malformed ? 400 : 422);
     throw new FhirError(malformed ? 'SPB_INVALID_RESOURCE' : 'SPB_UNPROCESSABLE', errors[0].diagnostics, {
       outcome: toOperationOutcome(issues),
     });
+  }
+
+  /** The audit trail is written by the server alone: read and search only. */
+  private async auditEvents(method: string, segments: string[], req: FhirRequest, ctx: RequestContext): Promise<FhirResponse> {
+    const audit = this.options.audit;
+    if (!audit) throw routeNotFound(req);
+    if (method !== 'GET' && !(method === 'POST' && segments[1] === '_search')) {
+      throw new FhirError('SPB_METHOD_NOT_ALLOWED', 'AuditEvents are recorded by sp-bridge and cannot be created, changed or deleted');
+    }
+    if (segments.length === 1 || (segments.length === 2 && segments[1] === '_search')) {
+      const params = segments.length === 1 ? req.query : [...req.query, ...formParams(req.body)];
+      return { status: 200, body: await audit.search(params, ctx) };
+    }
+    if (segments.length === 2) {
+      const event = await audit.read(segments[1]);
+      if (!event) throw new FhirError('SPB_NOT_FOUND', `AuditEvent/${segments[1]} is not known`);
+      return { status: 200, body: event };
+    }
+    throw routeNotFound(req);
   }
 
   private operation(repo: Repository, req: FhirRequest, ctx: RequestContext, segments: string[]): Promise<FhirResponse> {

@@ -5,6 +5,7 @@ import type { Repository, StoredVersion } from '../storage/repository';
 import * as interactions from './interactions';
 import { rewriteReferences } from './references';
 import type { FhirRouter } from './router';
+import { checkAccess } from './access';
 import { parseSearch } from './search/parse';
 import type { FhirRequest, FhirResponse, RequestContext } from './types';
 import { parseQuery, responseResource } from './types';
@@ -120,6 +121,15 @@ function validateEntries(router: FhirRouter, entries: Entry[]): void {
 }
 
 async function transaction(router: FhirRouter, repo: Repository, original: Entry[], ctx: RequestContext): Promise<FhirResponse> {
+  // Some entries are written without going through dispatch, so every entry's access is checked here.
+  for (const e of original) {
+    try {
+      checkAccess(ctx.grant, e.request);
+    } catch (err) {
+      if (err instanceof FhirError) throw inEntry(err, e.index);
+      throw err;
+    }
+  }
   validateEntries(router, original);
   const fullUrls = new Set<string>();
   for (const e of original) {

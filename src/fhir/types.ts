@@ -1,3 +1,5 @@
+import type { Grant } from '../auth/scopes';
+
 /** A FHIR interaction, independent of HTTP: what a route or a Bundle entry asks for. */
 export interface FhirRequest {
   method: string;
@@ -38,6 +40,8 @@ export function responseResource(res: FhirResponse): fhir4.Resource | undefined 
 export interface RequestContext {
   /** Absolute base URL of the service as the client addressed it, without trailing slash. */
   baseUrl: string;
+  /** What the caller's token allows (src/fhir/access.ts); absent for internal callers. */
+  grant?: Grant;
 }
 
 export function parsePrefer(header: string | undefined): Prefer {

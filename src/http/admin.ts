@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { requireAdmin } from '../auth/plugin';
 import { FhirError } from '../errors';
 import type { Database } from '../storage/db';
 import { DELIVERY_STATES, DeliveryStore, type DeliveryState } from '../storage/deliveries';
@@ -21,21 +22,23 @@ const MAX_PAGE = 500;
  *   GET  /admin/deliveries/:id              one delivery with every attempt
  *   POST /admin/deliveries/:id/replay       queue a dead delivery again
  *
- * It reads and writes the database only, so any instance answers for all of them.
+ * It reads and writes the database only, so any instance answers for all of them. Every route needs the
+ * admin scope.
  */
 export function registerAdmin(app: FastifyInstance, options: AdminOptions): void {
   const store = new DeliveryStore(options.db);
+  const admin = { preHandler: async (req: FastifyRequest) => requireAdmin(req) };
   const clock = options.clock ?? (() => new Date());
   const json = (reply: FastifyReply, status: number, body: unknown) =>
     reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
 
-  app.get('/admin/deliveries/stats', async (_req, reply) => {
+  app.get('/admin/deliveries/stats', admin, async (_req, reply) => {
     const now = clock();
     const destinations = await store.stats(now, options.destinations ?? []);
     return json(reply, 200, { generatedAt: now.toISOString(), states: DELIVERY_STATES, destinations });
   });
 
-  app.get('/admin/deliveries', async (req, reply) => {
+  app.get('/admin/deliveries', admin, async (req, reply) => {
     const query = req.query as Record<string, string | string[] | undefined>;
     const one = (name: string): string | undefined => {
       const v = query[name];
@@ -68,14 +71,14 @@ export function registerAdmin(app: FastifyInstance, options: AdminOptions): void
     return json(reply, 200, { items: page, next });
   });
 
-  app.get('/admin/deliveries/:id', async (req, reply) => {
+  app.get('/admin/deliveries/:id', admin, async (req, reply) => {
     const id = deliveryId(req);
     const found = await store.get(id);
     if (!found) throw new FhirError('SPB_NOT_FOUND', `There is no delivery ${id}`);
     return json(reply, 200, found);
   });
 
-  app.post('/admin/deliveries/:id/replay', async (req, reply) => {
+  app.post('/admin/deliveries/:id/replay', admin, async (req, reply) => {
     const id = deliveryId(req);
     const result = await store.replay(id, clock());
     if (result.ok) return json(reply, 200, { delivery: result.row });

@@ -12,14 +12,28 @@ import { Repository } from '../storage';
 import { getTerminologyResources } from '../terminology/resources';
 import type { ResourceValidator } from '../validation/types';
 import { getValidator } from '../validation/validator';
+import type { AuditLog } from '../audit';
+import { describeExchange } from '../audit';
+import { registerAuth, type AuthSetup } from '../auth/plugin';
+import { AUDIT_TYPE } from '../fhir/access';
+import { resourceType } from '../fhir/registry';
+import type { FhirRequest } from '../fhir/types';
 import { registerAdmin } from './admin';
 import { mediaTypes, responseType } from './content';
 import { toErrorResponse } from './errors';
+import { registerProtection, registerRateLimit, serverOptions, type ProtectionConfig } from './protection';
+import { registerHealth } from './health';
+import { Metrics, registerMetrics } from './metrics';
+import { registerOpenApi } from './openapi';
 
 export interface AppOptions {
-  config: Pick<Config, 'baseUrl' | 'bodyLimitBytes'>;
+  config: Pick<Config, 'baseUrl' | 'bodyLimitBytes'> & ProtectionConfig;
   db: Database;
   logger: FastifyBaseLogger;
+  /** Required: an app is never built without deciding who may call it. */
+  auth: AuthSetup;
+  /** Where every read and write of patient data, denial and token issue is recorded. */
+  audit?: AuditLog;
   /** Defaults to the validator over the shipped profiles and terminology. */
   validator?: ResourceValidator;
   /** Defaults to the shipped terminology and StructureDefinitions. */
@@ -45,10 +59,79 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
     },
     routerOptions: { ignoreTrailingSlash: true },
+    ...serverOptions(config),
   });
-  const router = new FhirRouter({ repo: Repository.open(db, { outbox: options.delivery?.outbox }), validator, operations, conformance });
+  const metrics = new Metrics({
+    db,
+    logger: app.log,
+    destinations: options.delivery?.destinations,
+    clock: options.delivery?.clock,
+    otherTypes: conformance.flatMap((c) => c.types),
+    operations: operations.map((op) => op.name),
+  });
+  const conformanceTypes = conformance.flatMap((c) => c.types);
+  const router = new FhirRouter({
+    repo: Repository.open(db, { outbox: options.delivery?.outbox }),
+    validator,
+    operations,
+    conformance,
+    onValidationRejected: metrics.validationRejected,
+    audit: options.audit,
+    smart: options.auth.mode === 'smart',
+  });
+  const audit = async (req: FastifyRequest, fhirReq: FhirRequest, res: { status: number }, description?: string) => {
+    if (!options.audit || !auditable(fhirReq.path, conformanceTypes)) return;
+    try {
+      await options.audit.record({
+        ...describeExchange(fhirReq, res),
+        recorded: new Date(),
+        clientId: req.principal?.clientId,
+        via: req.principal?.via,
+        address: req.ip,
+        requestId: req.id,
+        status: res.status,
+        description,
+      });
+    } catch (err) {
+      // The answer still goes out: for a write it has already committed. The operator is told loudly.
+      req.log.error({ err }, 'audit record not written');
+    }
+  };
 
   mediaTypes(app);
+  // Plugins, in the order their hooks must run: load shedding, helmet and timeouts first (cheapest
+  // refusals), then who is calling (auth), then what they may spend (rate limit), then the routes.
+  // --- protection (src/http/protection.ts) ---
+  await registerProtection(app, config);
+  // --- auth (src/auth/plugin.ts) ---
+  registerAuth(app, {
+    auth: options.auth,
+    baseUrl: (req) => baseUrl(config, req),
+    onUnauthenticated: (req, reason) => audit(req, fhirRequest(req), { status: 401 }, reason),
+    onTokenRequest: async (req, outcome) => {
+      if (!options.audit) return;
+      await options.audit
+        .record({
+          interaction: 'login',
+          action: 'E',
+          entities: [],
+          recorded: new Date(),
+          clientId: outcome.clientId,
+          via: 'token',
+          address: req.ip,
+          requestId: req.id,
+          status: outcome.status,
+          description: outcome.description,
+        })
+        .catch((err: unknown) => req.log.error({ err }, 'audit record not written'));
+    },
+  });
+  // --- rate limit (src/http/protection.ts) ---
+  await registerRateLimit(app, config);
+  // --- health, metrics, docs (src/http/health.ts, metrics.ts, openapi.ts) ---
+  registerHealth(app, { db, validator });
+  registerMetrics(app, metrics);
+  await registerOpenApi(app, { config, operations, conformanceTypes, audit: options.audit !== undefined, smart: options.auth.mode === 'smart' });
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-Request-Id', req.id);
@@ -79,26 +162,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
-    const ctx = { baseUrl: baseUrl(config, req) };
+    const ctx = { baseUrl: baseUrl(config, req), grant: req.principal?.grant };
     const accept = responseType(req);
     if (!accept) {
       throw new FhirError('SPB_NOT_ACCEPTABLE', 'sp-bridge answers in JSON only: application/fhir+json or application/json');
     }
-    const [path, query = ''] = req.url.split('?', 2);
-    const res = await router.handle(
-      {
-        method: req.method === 'HEAD' ? 'GET' : req.method,
-        path: path.replace(/^\/+/, ''),
-        query: parseQuery(query),
-        body: req.body,
-        ifMatch: header(req, 'if-match'),
-        ifNoneExist: header(req, 'if-none-exist'),
-        ifNoneMatch: header(req, 'if-none-match'),
-        ifModifiedSince: header(req, 'if-modified-since'),
-        prefer: parsePrefer(header(req, 'prefer')),
-      },
-      ctx,
-    );
+    const fhirReq = fhirRequest(req);
+    let res: FhirResponse;
+    try {
+      res = await router.handle(fhirReq, ctx);
+    } catch (err) {
+      await audit(req, fhirReq, { status: 500 }, 'internal error');
+      throw err;
+    }
+    await audit(req, fhirReq, res, res.status === 403 ? 'scope' : undefined);
     return send(req, reply, res, ctx.baseUrl);
   };
   registerAdmin(app, { db, destinations: options.delivery?.destinations, clock: options.delivery?.clock });
@@ -123,6 +200,29 @@ function send(req: FastifyRequest, reply: FastifyReply, res: FhirResponse, base:
 
 function baseUrl(config: Pick<Config, 'baseUrl'>, req: FastifyRequest): string {
   return config.baseUrl ?? `${req.protocol}://${req.host}`;
+}
+
+/** The FHIR interaction an HTTP request asks for. */
+function fhirRequest(req: FastifyRequest): FhirRequest {
+  const [path, query = ''] = req.url.split('?', 2);
+  return {
+    method: req.method === 'HEAD' ? 'GET' : req.method,
+    path: path.replace(/^\/+/, ''),
+    query: parseQuery(query),
+    body: req.body,
+    ifMatch: header(req, 'if-match'),
+    ifNoneExist: header(req, 'if-none-exist'),
+    ifNoneMatch: header(req, 'if-none-match'),
+    ifModifiedSince: header(req, 'if-modified-since'),
+    prefer: parsePrefer(header(req, 'prefer')),
+  };
+}
+
+/** Patient data, and the audit trail itself: every type sp-bridge stores, transactions, history. Not conformance. */
+function auditable(path: string, conformanceTypes: readonly string[]): boolean {
+  const first = path.split('/')[0];
+  if (first === '' || first === '_history' || first === AUDIT_TYPE) return true;
+  return resourceType(first) !== undefined && !conformanceTypes.includes(first);
 }
 
 function header(req: FastifyRequest, name: string): string | undefined {

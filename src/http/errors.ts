@@ -11,6 +11,10 @@ const FASTIFY_ERRORS: Record<string, { code: keyof typeof errorTable; message: s
   },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'SPB_INVALID_HEADER', message: 'Content-Length does not match the body' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'SPB_INVALID_RESOURCE', message: 'The request body is empty' },
+  FST_ERR_HANDLER_TIMEOUT: {
+    code: 'SPB_TIMEOUT',
+    message: 'The request took too long to answer; it may still complete: read before retrying a write',
+  },
 };
 
 /**

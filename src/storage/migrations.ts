@@ -183,6 +183,38 @@ END
 $$`,
     ],
   },
+  {
+    id: 3,
+    name: 'audit log and token replay guard',
+    // audit_events: one row per AuditEvent (src/audit/log.ts), insert-only. content is the AuditEvent JSON as
+    // served; the other columns exist to search it. seq breaks ties between events recorded in the same
+    // millisecond so that paging can walk (recorded, seq) with a keyset cursor. entity holds every entity
+    // reference (versioned and unversioned) and resource type, for the GIN index.
+    // auth_assertions: client assertion jtis already used at the token endpoint, kept until they expire.
+    sql: `
+CREATE TABLE audit_events (
+  id uuid PRIMARY KEY,
+  seq bigserial NOT NULL,
+  recorded timestamptz NOT NULL,
+  client_id text,
+  action char(1) NOT NULL,
+  subtype text NOT NULL,
+  outcome smallint NOT NULL,
+  entity text[] NOT NULL DEFAULT '{}',
+  content text NOT NULL
+);
+CREATE INDEX audit_events_recorded ON audit_events (recorded, seq);
+CREATE INDEX audit_events_client ON audit_events (client_id, recorded, seq);
+CREATE INDEX audit_events_entity ON audit_events USING gin (entity);
+CREATE TABLE auth_assertions (
+  client_id text NOT NULL,
+  jti text NOT NULL,
+  expires_at timestamptz NOT NULL,
+  PRIMARY KEY (client_id, jti)
+);
+CREATE INDEX auth_assertions_expiry ON auth_assertions (expires_at)
+`,
+  },
 ];
 
 const MIGRATION_LOCK = 7_326_001;

@@ -137,8 +137,8 @@ describe('destinations file', () => {
   });
 
   it('DESTINATIONS_FILE is read from the environment; without it nothing is delivered', () => {
-    expect(loadConfig({}).destinationsFile).toBeUndefined();
-    expect(loadConfig({ DESTINATIONS_FILE: 'conf/destinations.json' }).destinationsFile).toMatch(/conf\/destinations\.json$/);
+    expect(loadConfig({ AUTH_MODE: 'none' }).destinationsFile).toBeUndefined();
+    expect(loadConfig({ AUTH_MODE: 'none', DESTINATIONS_FILE: 'conf/destinations.json' }).destinationsFile).toMatch(/conf\/destinations\.json$/);
     expect(loadDeliveryConfig(undefined).destinations).toEqual([]);
   });
 });

@@ -104,6 +104,7 @@ describeOnPostgres('crash safety: a worker process killed mid-run, another finis
     h.db = await openTestDatabase('postgres');
     const delivery = setUpDelivery(config, h.db); // the outbox only: no engine runs in this process
     h.app = await buildApp({
+      auth: { mode: 'none' },
       config: { bodyLimitBytes: 4 * 1024 * 1024 },
       db: h.db,
       logger: createLogger('silent'),

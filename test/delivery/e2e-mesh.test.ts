@@ -58,6 +58,7 @@ class MeshE2E extends Harness {
     const delivery = setUpDelivery(config, this.db);
     this.engine = delivery.engine;
     this.app = await buildApp({
+      auth: { mode: 'none' },
       config: { bodyLimitBytes: 4 * 1024 * 1024 },
       db: this.db,
       logger: createLogger('silent'),

@@ -80,6 +80,7 @@ export class DeliveryHarness extends Harness {
     const delivery = setUpDelivery(this.config, this.db, undefined, { clock: this.clock.now, random: () => 0.5, workerId: 'engine-1' });
     this.engine = delivery.engine;
     this.app = await buildApp({
+      auth: { mode: 'none' },
       config: { bodyLimitBytes: 4 * 1024 * 1024 },
       db: this.db,
       logger: createLogger('silent'),

@@ -58,6 +58,7 @@ export class Harness {
       },
     });
     this.app = await buildApp({
+      auth: { mode: 'none' },
       config: { bodyLimitBytes: 1024 * 1024 },
       db: this.db,
       logger: createLogger('info', sink),
