@@ -344,6 +344,19 @@ for (const store of storeNames()) {
         expect(logins.some((e) => e.outcome === '4' && /no registered client/.test(e.outcomeDesc ?? ''))).toBe(true);
       });
 
+      it('answers anyway when an AuditEvent cannot be written, and tells the operator (log and metric)', async () => {
+        const token = await h.token(vendor, 'system/Patient.rs');
+        await h.db.query('ALTER TABLE audit_events RENAME TO audit_events_away');
+        try {
+          expect((await h.request('GET', '/Patient', token)).status).toBe(200);
+        } finally {
+          await h.db.query('ALTER TABLE audit_events_away RENAME TO audit_events');
+        }
+        expect(h.logLines.some((l) => JSON.parse(l).msg === 'audit record not written')).toBe(true);
+        const metrics = await h.request('GET', '/metrics', undefined);
+        expect(metrics.body).toMatch(/^sp_bridge_audit_write_failures_total [1-9]/m);
+      });
+
       it('cannot be created, changed or deleted through the API, even by an admin', async () => {
         const admin = await h.token(vendor, ALL);
         const [first] = await events(admin, 'action=R');

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig } from '../src/config';
+import { ConfigError, loadConfig, VARIABLES } from '../src/config';
 
 describe('configuration', () => {
   it('has working defaults', () => {
@@ -37,5 +37,10 @@ describe('configuration', () => {
     expect(loadConfig({ AUTH_MODE: 'none', DATABASE_URL_FILE: file }).databaseUrl).toBe('postgres://sp:secret@db:5432/sp');
     expect(() => loadConfig({ AUTH_MODE: 'none', DATABASE_URL_FILE: file, DATABASE_URL: 'postgres://x' })).toThrow(/not both/);
     expect(() => loadConfig({ AUTH_MODE: 'none', DATABASE_URL_FILE: path.join(dir, 'missing') })).toThrow(/DATABASE_URL_FILE/);
+  });
+
+  it('is documented: README lists every variable the service reads', () => {
+    const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+    for (const v of VARIABLES) expect(readme).toContain(`| \`${v.name}\` |`);
   });
 });

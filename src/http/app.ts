@@ -94,6 +94,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       });
     } catch (err) {
       // The answer still goes out: for a write it has already committed. The operator is told loudly.
+      metrics.auditFailed();
       req.log.error({ err }, 'audit record not written');
     }
   };
@@ -123,7 +124,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           status: outcome.status,
           description: outcome.description,
         })
-        .catch((err: unknown) => req.log.error({ err }, 'audit record not written'));
+        .catch((err: unknown) => {
+          metrics.auditFailed();
+          req.log.error({ err }, 'audit record not written');
+        });
     },
   });
   // --- rate limit (src/http/protection.ts) ---
@@ -185,6 +189,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 }
 
 function send(req: FastifyRequest, reply: FastifyReply, res: FhirResponse, base: string): FastifyReply {
+  // The request timeout may have answered already; the handler's late answer is dropped.
+  if (reply.sent) return reply;
   reply.code(res.status);
   if (res.version) {
     reply.header('ETag', `W/"${res.version.versionId}"`);

@@ -67,6 +67,7 @@ export class Metrics {
   private readonly requests: Counter<HttpLabels>;
   private readonly duration: Histogram<HttpLabels>;
   private readonly rejections: Counter<'resource_type' | 'status'>;
+  private readonly auditFailures: Counter;
   private readonly store: DeliveryStore;
   private pendingStats: Promise<DestinationStats[] | undefined> | undefined;
 
@@ -94,6 +95,11 @@ export class Metrics {
       name: 'sp_bridge_validation_rejections_total',
       help: 'Writes refused by validation (400 malformed, 422 invalid), by resource type',
       labelNames: ['resource_type', 'status'],
+      registers,
+    });
+    this.auditFailures = new Counter({
+      name: 'sp_bridge_audit_write_failures_total',
+      help: 'AuditEvents that could not be written (the request was answered anyway); alert on any',
       registers,
     });
     const stats = () => this.deliveryStats();
@@ -126,6 +132,10 @@ export class Metrics {
   /** For RouterOptions.onValidationRejected. */
   readonly validationRejected = (type: string, status: number): void => {
     this.rejections.inc({ resource_type: this.types.has(type) ? type : 'unknown', status: String(status) });
+  };
+
+  readonly auditFailed = (): void => {
+    this.auditFailures.inc();
   };
 
   observe(req: FastifyRequest, reply: FastifyReply): void {
