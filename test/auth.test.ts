@@ -51,6 +51,7 @@ for (const store of storeNames()) {
         ],
         {
           jwksUrlClients: [{ clientId: remote.clientId, jwksUrl: jwks.url, scopes: ['system/Patient.rs'] }],
+          trustProxy: '127.0.0.1',
           external: { issuer: 'https://idp.test', jwksUrl: issuerJwks.url, audience: 'https://sp.test/fhir' },
         },
       );
@@ -342,6 +343,15 @@ for (const store of storeNames()) {
         const logins = await events(admin, 'subtype=110122');
         expect(logins.some((e) => e.agent[0].who?.identifier?.value === 'dashboard' && e.outcome === '0')).toBe(true);
         expect(logins.some((e) => e.outcome === '4' && /no registered client/.test(e.outcomeDesc ?? ''))).toBe(true);
+      });
+
+      it("records the client's address from X-Forwarded-For when the proxy is trusted", async () => {
+        const admin = await h.token(vendor, 'sp-bridge/admin');
+        const made = await h.request('POST', '/Patient', await h.token(vendor, 'system/Patient.c'), patient('9449310475'), {
+          'x-forwarded-for': '203.0.113.9',
+        });
+        const [event] = await events(admin, `entity=Patient/${made.json.id}`);
+        expect(event.agent[0].network).toMatchObject({ address: '203.0.113.9' });
       });
 
       it('answers anyway when an AuditEvent cannot be written, and tells the operator (log and metric)', async () => {

@@ -43,4 +43,9 @@ describe('configuration', () => {
     const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
     for (const v of VARIABLES) expect(readme).toContain(`| \`${v.name}\` |`);
   });
+
+  it('takes the trusted proxy as addresses or CIDRs and names a bad one', () => {
+    expect(loadConfig({ AUTH_MODE: 'none', TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy).toBe('10.0.0.0/8, 127.0.0.1');
+    expect(() => loadConfig({ AUTH_MODE: 'none', TRUST_PROXY: 'the proxy' })).toThrow(/TRUST_PROXY/);
+  });
 });

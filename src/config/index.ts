@@ -27,6 +27,8 @@ export interface Config {
   loadShedEventLoopDelayMs: number;
   /** How long SIGTERM waits for in-flight requests and deliveries before closing anyway. */
   shutdownGraceMs: number;
+  /** Proxies whose X-Forwarded-For/-Proto/-Host are believed: addresses or CIDRs, comma-separated. */
+  trustProxy?: string;
 }
 
 export interface AuthConfig {
@@ -80,6 +82,7 @@ export const VARIABLES: readonly VariableDoc[] = [
   { name: 'RATE_LIMIT_PER_MINUTE', default: '1200', description: 'Requests per minute per client (429 with Retry-After above)' },
   { name: 'REQUEST_TIMEOUT_MS', default: '30000', description: 'Longest time to receive and answer one request' },
   { name: 'LOAD_SHED_EVENT_LOOP_DELAY_MS', default: '1000', description: 'Event-loop delay above which requests get 503 with Retry-After' },
+  { name: 'TRUST_PROXY', default: '(none)', description: 'The TLS proxy in front: its addresses or CIDRs, comma-separated; then X-Forwarded-For gives the client address for rate limits and the audit trail' },
   { name: 'SHUTDOWN_GRACE_MS', default: '10000', description: 'On SIGTERM, how long in-flight requests and deliveries may take to finish' },
 ];
 
@@ -151,6 +154,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     loadShedEventLoopDelayMs: int('LOAD_SHED_EVENT_LOOP_DELAY_MS', 1000, 10, 60_000),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
   };
+  const trustProxy = text('TRUST_PROXY');
+  if (trustProxy !== undefined) {
+    if (trustProxy.split(',').every((p) => /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(p.trim()))) config.trustProxy = trustProxy;
+    else problems.push(`TRUST_PROXY must be addresses or CIDRs separated by commas, not '${trustProxy}'`);
+  }
 
   if (config.databaseUrl && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     problems.push('DATABASE_URL must start with postgres:// or postgresql://');

@@ -27,7 +27,7 @@ import { Metrics, registerMetrics } from './metrics';
 import { registerOpenApi } from './openapi';
 
 export interface AppOptions {
-  config: Pick<Config, 'baseUrl' | 'bodyLimitBytes'> & ProtectionConfig;
+  config: Pick<Config, 'baseUrl' | 'bodyLimitBytes' | 'trustProxy'> & ProtectionConfig;
   db: Database;
   logger: FastifyBaseLogger;
   /** Required: an app is never built without deciding who may call it. */
@@ -59,6 +59,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
     },
     routerOptions: { ignoreTrailingSlash: true },
+    trustProxy: config.trustProxy ?? false,
     ...serverOptions(config),
   });
   const metrics = new Metrics({

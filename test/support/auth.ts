@@ -64,7 +64,7 @@ export class AuthHarness {
   constructor(
     readonly store: StoreName,
     readonly clients: { client: TestClient; scopes: string[] }[],
-    readonly extra: { external?: AuthConfig['external']; jwksUrlClients?: { clientId: string; jwksUrl: string; scopes: string[] }[] } = {},
+    readonly extra: { trustProxy?: string; external?: AuthConfig['external']; jwksUrlClients?: { clientId: string; jwksUrl: string; scopes: string[] }[] } = {},
   ) {}
 
   async start(): Promise<void> {
@@ -93,7 +93,7 @@ export class AuthHarness {
     this.app = await buildApp({
       auth: { mode: 'smart', tokens },
       audit: this.audit,
-      config: { bodyLimitBytes: 1024 * 1024, baseUrl: BASE },
+      config: { bodyLimitBytes: 1024 * 1024, baseUrl: BASE, trustProxy: this.extra.trustProxy },
       db: this.db,
       logger: createLogger('info', sink),
     });
