@@ -1,9 +1,10 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { ensureDist } from './support/dist';
 import { VARIABLES } from '../src/config';
 import { openPglite } from '../src/storage/db';
 import { patient } from './fixtures';
@@ -17,25 +18,6 @@ import { patient } from './fixtures';
 const ROOT = path.join(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'src', 'server.js');
 
-/** dist/ as CI builds it (`npm ci` runs the prepare script); rebuilt here when missing or older than src/. */
-function ensureDist(): void {
-  const stale = (dir: string): boolean =>
-    readdirSync(dir, { withFileTypes: true }).some((e) => {
-      const full = path.join(dir, e.name);
-      if (e.isDirectory()) return stale(full);
-      if (!e.name.endsWith('.ts')) return false;
-      const built = path.join(ROOT, 'dist', path.relative(ROOT, full)).replace(/\.ts$/, '.js');
-      return !existsSync(built) || statSync(built).mtimeMs < statSync(full).mtimeMs;
-    });
-  if (existsSync(SERVER) && !stale(path.join(ROOT, 'src'))) return;
-  try {
-    execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe', timeout: 240_000 });
-  } catch (err) {
-    // tsc emits even when something else in the build has a type error; only a missing dist is fatal.
-    if (!existsSync(SERVER)) throw err;
-    process.stderr.write(`shutdown test: tsc -p tsconfig.build.json reported errors; using what it emitted\n${String((err as { stdout?: Buffer }).stdout ?? '')}\n`);
-  }
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -172,7 +154,7 @@ async function stop(server: RunningServer): Promise<Exit> {
   return server.exited;
 }
 
-beforeAll(() => ensureDist(), 300_000);
+beforeAll(() => ensureDist(path.join('src', 'server.js')), 300_000);
 
 afterEach(async () => {
   for (const server of running.splice(0)) {

@@ -1,6 +1,6 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { ensureDist } from '../support/dist';
 import { loadDestinationsFile, setUpDelivery, type DeliveryConfig } from '../../src/delivery';
 import { buildApp } from '../../src/http/app';
 import { createLogger } from '../../src/http/logging';
@@ -23,26 +23,6 @@ const WORKER_SCRIPT = path.join(__dirname, 'worker-process.js');
 const ITEMS = 200;
 const PATIENTS = 40;
 
-/** dist/ as CI builds it (`npm ci` runs the prepare script); rebuilt here when missing or older than src/. */
-function ensureDist(): void {
-  const entry = path.join(ROOT, 'dist', 'src', 'delivery', 'index.js');
-  const stale = (dir: string): boolean =>
-    readdirSync(dir, { withFileTypes: true }).some((e) => {
-      const full = path.join(dir, e.name);
-      if (e.isDirectory()) return stale(full);
-      if (!e.name.endsWith('.ts')) return false;
-      const built = path.join(ROOT, 'dist', path.relative(ROOT, full)).replace(/\.ts$/, '.js');
-      return !existsSync(built) || statSync(built).mtimeMs < statSync(full).mtimeMs;
-    });
-  if (existsSync(entry) && !stale(path.join(ROOT, 'src'))) return;
-  try {
-    execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe', timeout: 240_000 });
-  } catch (err) {
-    // tsc emits even when something else in the build (e.g. bench/) has a type error; only a missing dist is fatal.
-    if (!existsSync(entry)) throw err;
-    process.stderr.write(`e2e-crash: tsc -p tsconfig.build.json reported errors; using what it emitted\n${String((err as { stdout?: Buffer }).stdout ?? '')}\n`);
-  }
-}
 
 interface Worker {
   child: ChildProcess;
@@ -85,7 +65,7 @@ describeOnPostgres('crash safety: a worker process killed mid-run, another finis
   const workers: Worker[] = [];
 
   beforeAll(async () => {
-    ensureDist();
+    ensureDist(path.join('src', 'delivery', 'index.js'));
     gp = await startMockGp({ port: 0 });
     destinationsFile = writeDestinations({
       // Short leases, so the killed worker's claims expire quickly; attempts time out well within them.

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { stringify } from 'yaml';
@@ -13,7 +12,7 @@ import type { AuthConfig } from '../../src/config';
 import { buildApp } from '../../src/http/app';
 import { createLogger } from '../../src/http/logging';
 import type { Database } from '../../src/storage/db';
-import { openTestDatabase, type StoreName } from './harness';
+import { lineSink, openTestDatabase, type StoreName } from './harness';
 
 export const BASE = 'http://sp.test';
 export const TOKEN_URL = `${BASE}/auth/token`;
@@ -83,13 +82,7 @@ export class AuthHarness {
     const config: AuthConfig = { mode: 'smart', clientsFile: file, tokenLifetimeSeconds: 300, external: this.extra.external };
     const tokens = await TokenService.create({ db: this.db, config, clients: loadClients(file) });
     this.audit = new AuditLog(this.db);
-    const lines = this.logLines;
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        done();
-      },
-    });
+    const sink = lineSink(this.logLines);
     this.app = await buildApp({
       auth: { mode: 'smart', tokens },
       audit: this.audit,

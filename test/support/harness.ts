@@ -33,6 +33,16 @@ export async function openTestDatabase(store: StoreName, poolSize = 20): Promise
   return db;
 }
 
+/** A stream that keeps every log line written to it in `lines`. */
+export function lineSink(lines: string[]): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+}
+
 export interface Reply {
   status: number;
   headers: Record<string, string | string[] | number | undefined>;
@@ -50,13 +60,7 @@ export class Harness {
 
   async start(): Promise<void> {
     this.db = await openTestDatabase(this.store);
-    const lines = this.logLines;
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        done();
-      },
-    });
+    const sink = lineSink(this.logLines);
     this.app = await buildApp({
       auth: { mode: 'none' },
       config: { bodyLimitBytes: 1024 * 1024 },
