@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { AuditLog } from './audit';
+import { AuditLog, describeDelivery } from './audit';
 import { loadClients, type RegisteredClient } from './auth/clients';
 import type { AuthSetup } from './auth/plugin';
 import { TokenService } from './auth/tokens';
@@ -38,7 +38,10 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const db = await openDatabase(config);
-  const delivery = setUpDelivery(deliveryConfig, db, logger.child({ component: 'delivery' }));
+  const audit = new AuditLog(db, { logger: logger.child({ component: 'audit' }) });
+  const delivery = setUpDelivery(deliveryConfig, db, logger.child({ component: 'delivery' }), {
+    onAttempt: (attempt) => audit.record(describeDelivery(attempt)),
+  });
   logger.info({ store: db.kind, dataDir: db.kind === 'pglite' ? config.dataDir : undefined }, 'store ready');
   const validator = Validator.load({ unknownCodeSystem: config.unknownCodeSystem });
   let auth: AuthSetup;
@@ -52,7 +55,6 @@ async function main(): Promise<void> {
     auth = { mode: 'smart', tokens: await TokenService.create({ db, config: config.auth, clients }) };
     logger.info({ clients: clients.size, externalIssuer: config.auth.external?.issuer }, 'auth ready');
   }
-  const audit = new AuditLog(db, { logger: logger.child({ component: 'audit' }) });
   const app = await buildApp({
     config,
     db,

@@ -1,3 +1,4 @@
+import type { SentAttempt } from '../delivery/engine';
 import { responseResource, type FhirRequest, type FhirResponse } from '../fhir/types';
 import type { AuditAction, AuditEntity, AuditInteraction, AuditRecord } from './events';
 
@@ -163,4 +164,21 @@ function safeResponse(res: FhirResponse): fhir4.Resource | undefined {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A delivery attempt as an export: which version of which record went to which destination, and how it ended. */
+export function describeDelivery(a: SentAttempt): AuditRecord {
+  const entities: AuditEntity[] = [{ reference: `${a.resourceType}/${a.resourceId}/_history/${a.version}` }];
+  if (a.patientRef && a.patientRef !== `${a.resourceType}/${a.resourceId}`) entities.push({ reference: a.patientRef });
+  const status = a.httpStatus ?? (a.outcome === 'delivered' || a.outcome === 'accepted' ? 200 : a.outcome === 'failed' ? 400 : 503);
+  return {
+    recorded: a.at,
+    clientId: a.destination,
+    requestId: `delivery-${a.deliveryId}`,
+    interaction: 'export',
+    action: 'R',
+    entities,
+    status,
+    description: a.outcome,
+  };
 }

@@ -25,7 +25,8 @@ export type AuditInteraction =
   | 'batch'
   | 'transaction'
   | 'operation'
-  | 'login';
+  | 'login'
+  | 'export';
 
 /** http://hl7.org/fhir/R4/codesystem-audit-event-action.html: create, read, update, delete, execute. */
 export type AuditAction = 'C' | 'R' | 'U' | 'D' | 'E';
@@ -44,7 +45,7 @@ export interface AuditEntity {
 
 export interface AuditRecord {
   recorded: Date;
-  /** Undefined when the caller was not identified (401). */
+  /** Undefined when the caller was not identified (401). For an export, the destination the record went to. */
   clientId?: string;
   via?: 'token' | 'external' | 'none';
   /** The caller's IP address. */
@@ -75,6 +76,10 @@ const REST_EVENT: fhir4.Coding = {
 const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
 const AUTHENTICATION_EVENT: fhir4.Coding = { system: DCM, code: '110114', display: 'User Authentication' };
 const LOGIN_SUBTYPE: fhir4.Coding = { system: DCM, code: '110122', display: 'Login' };
+// A record sent out of sp-bridge to a destination (a GP system) by the delivery engine.
+const EXPORT_EVENT: fhir4.Coding = { system: DCM, code: '110106', display: 'Export' };
+/** Identifier system of a delivery destination in an export's AuditEvent.agent.who (the destinations file id). */
+export const DESTINATION_ID_SYSTEM = 'urn:sp-bridge:destination';
 // DICOM CID 402 Audit Active Participant Role ID: BALP's client and server agent types.
 const SOURCE_ROLE: fhir4.Coding = { system: DCM, code: '110153', display: 'Source Role ID' };
 const DESTINATION_ROLE: fhir4.Coding = { system: DCM, code: '110152', display: 'Destination Role ID' };
@@ -120,7 +125,7 @@ export function outcomeCode(status: number): '0' | '4' | '8' {
 
 /** The AuditEvent.subtype code a record is stored and searched under. */
 export function subtypeCode(interaction: AuditInteraction): string {
-  return interaction === 'login' ? '110122' : interaction;
+  return interaction === 'login' ? '110122' : interaction === 'export' ? '110106' : interaction;
 }
 
 /** The resource type an entity concerns: its `type`, else the type of its reference. */
@@ -148,6 +153,7 @@ export function entityKeys(entities: AuditEntity[]): string[] {
 }
 
 export function buildAuditEvent(id: string, r: AuditRecord): fhir4.AuditEvent {
+  if (r.interaction === 'export') return exportEvent(id, r);
   const login = r.interaction === 'login';
   const client: fhir4.AuditEventAgent = {
     type: { coding: [SOURCE_ROLE] },
@@ -175,6 +181,30 @@ export function buildAuditEvent(id: string, r: AuditRecord): fhir4.AuditEvent {
   };
   event.outcomeDesc = [`HTTP ${r.status}`, r.description, r.via ? VIA[r.via] : undefined].filter(Boolean).join('; ');
   return event;
+}
+
+/** sp-bridge (the requestor) sent the entities to a destination (the recipient). */
+function exportEvent(id: string, r: AuditRecord): fhir4.AuditEvent {
+  return {
+    resourceType: 'AuditEvent',
+    id,
+    type: EXPORT_EVENT,
+    subtype: [EXPORT_EVENT],
+    action: r.action,
+    recorded: r.recorded.toISOString(),
+    outcome: outcomeCode(r.status),
+    outcomeDesc: [`status ${r.status}`, r.description].filter(Boolean).join('; '),
+    agent: [
+      { type: { coding: [SOURCE_ROLE] }, who: { display: 'sp-bridge delivery' }, requestor: true },
+      {
+        type: { coding: [DESTINATION_ROLE] },
+        who: { identifier: { system: DESTINATION_ID_SYSTEM, value: r.clientId ?? 'unknown' } },
+        requestor: false,
+      },
+    ],
+    source: { observer: { display: 'sp-bridge' }, type: [APPLICATION_SERVER] },
+    entity: [...r.entities.map(toEntity), { what: { identifier: { value: r.requestId } }, type: REQUEST_ID_TYPE }],
+  };
 }
 
 function toEntity(e: AuditEntity): fhir4.AuditEventEntity {

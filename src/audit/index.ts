@@ -1,6 +1,7 @@
 export {
   AUDIT_EVENT_TYPE,
   CLIENT_ID_SYSTEM,
+  DESTINATION_ID_SYSTEM,
   buildAuditEvent,
   outcomeCode,
   type AuditAction,
@@ -8,5 +9,5 @@ export {
   type AuditInteraction,
   type AuditRecord,
 } from './events';
-export { describeExchange, type ExchangeDescription } from './describe';
+export { describeDelivery, describeExchange, type ExchangeDescription } from './describe';
 export { AuditLog, DEFAULT_AUDIT_COUNT, MAX_AUDIT_COUNT, type AuditLogLogger, type AuditLogOptions } from './log';

@@ -9,6 +9,7 @@ import {
   AUDIT_EVENT_TYPE,
   buildAuditEvent,
   CLIENT_ID_SYSTEM,
+  DESTINATION_ID_SYSTEM,
   DCM_SYSTEM,
   entityKeys,
   OUTCOME_SYSTEM,
@@ -320,14 +321,14 @@ function parseAuditSearch(params: [string, string][], ctx: RequestContext): Audi
 
 const KNOWN = new Set(['_count', '_cursor', '_total', '_summary', '_sort', '_id', 'date', 'agent', 'entity', 'entity-type', 'action', 'subtype', 'outcome']);
 
-/** `agent` matches the client id in agent.who.identifier: `id`, `system|id`, `:identifier`, or `:missing` for unidentified callers. */
+/** `agent` matches the client id (or, for an export, the destination id) in agent.who.identifier: `id`, `system|id`, `:identifier`, or `:missing` for unidentified callers. */
 function agentCriterion(key: string, modifier: string | undefined, value: string): Criterion {
   if (modifier === 'missing') {
     if (value !== 'true' && value !== 'false') throw invalid(`${key} must be true or false`);
     return () => (value === 'true' ? 'client_id IS NULL' : 'client_id IS NOT NULL');
   }
   if (modifier !== undefined && modifier !== 'identifier') throw invalid(`The modifier in '${key}' is not supported`);
-  const ids = tokens(key, value, [CLIENT_ID_SYSTEM]);
+  const ids = tokens(key, value, [CLIENT_ID_SYSTEM, DESTINATION_ID_SYSTEM]);
   return (p) => (ids.length ? `client_id = ANY(${p.add(ids)}::text[])` : 'false');
 }
 

@@ -24,6 +24,21 @@ export interface EngineOptions {
   random?: () => number;
   /** Names this engine in claims and attempt records; defaults to host:pid:random. */
   workerId?: string;
+  /** Told of every attempt that handed a record to a destination's adapter (the audit trail). */
+  onAttempt?: (attempt: SentAttempt) => Promise<void>;
+}
+
+/** A record that left sp-bridge for a destination (or was offered to it), whatever the answer. */
+export interface SentAttempt {
+  deliveryId: string;
+  destination: string;
+  resourceType: string;
+  resourceId: string;
+  version: number;
+  patientRef: string | null;
+  outcome: 'delivered' | 'accepted' | 'failed' | 'retry' | 'error';
+  httpStatus?: number;
+  at: Date;
 }
 
 interface Running {
@@ -379,6 +394,21 @@ export class DeliveryEngine {
       { delivery: item.id, destination: item.destination, attempt: item.attempts, outcome: recorded, state: moved ? result.state : 'lost-claim' },
       'delivery attempt',
     );
+    if (deliveryItem && this.options.onAttempt) {
+      await this.options
+        .onAttempt({
+          deliveryId: item.id,
+          destination: item.destination,
+          resourceType: item.resourceType,
+          resourceId: item.resourceId,
+          version: item.version,
+          patientRef: item.patientRef,
+          outcome: recorded as SentAttempt['outcome'],
+          httpStatus: outcome.kind === 'error' ? undefined : outcome.httpStatus,
+          at: now,
+        })
+        .catch((err: unknown) => this.logger.error({ err, delivery: item.id }, 'audit record of a delivery attempt not written'));
+    }
     if (moved && result.state === 'awaiting-ack') {
       const early = this.earlyAcks.get(`${dest.id}\u0000${result.correlationId}`);
       if (early) {

@@ -1,4 +1,5 @@
 import { loadDestinationsFile, setUpDelivery, type DeliveryEngine } from '../../src/delivery';
+import { AuditLog, describeDelivery } from '../../src/audit';
 import { buildApp } from '../../src/http/app';
 import { createLogger } from '../../src/http/logging';
 import { startMockGp, type MockGp } from '../../src/mock/gp';
@@ -23,6 +24,7 @@ interface AdminView {
 class E2E extends Harness {
   engine!: DeliveryEngine;
   gp!: MockGp;
+  audit!: AuditLog;
 
   constructor(
     store: StoreName,
@@ -36,7 +38,8 @@ class E2E extends Harness {
     const file = writeDestinations({ worker: WORKER, destinations: [{ retry: RETRY, ...this.destination(this.gp.url) }] });
     const config = loadDestinationsFile(file);
     this.db = await openTestDatabase(this.store);
-    const delivery = setUpDelivery(config, this.db);
+    this.audit = new AuditLog(this.db);
+    const delivery = setUpDelivery(config, this.db, undefined, { onAttempt: (a) => this.audit.record(describeDelivery(a)) });
     this.engine = delivery.engine;
     this.app = await buildApp({
       auth: { mode: 'none' },
@@ -50,6 +53,7 @@ class E2E extends Harness {
 
   override async stop(): Promise<void> {
     await this.engine?.stop();
+    await this.audit?.close();
     await super.stop();
     await this.gp?.close();
   }
@@ -122,6 +126,20 @@ eachStore('end to end: fhir-rest to mock-gp', (store) => {
       const id = await h.create(sent);
       const view = await h.settled(key('ServiceRequest', id, 1), 'delivered');
       expect(view.attempts).toEqual([expect.objectContaining({ outcome: 'delivered', httpStatus: 201, summary: `PUT ServiceRequest/${id} -> 201` })]);
+
+      // The audit trail says which version went where, for which patient.
+      await h.audit.flush();
+      const exported = await h.audit.search([['entity', `ServiceRequest/${id}`], ['subtype', '110106']], { baseUrl: 'http://sp.test' });
+      const events = (exported.entry ?? []).map((e) => e.resource as fhir4.AuditEvent);
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({
+        type: { code: '110106', display: 'Export' },
+        outcome: '0',
+        agent: [{ requestor: true }, { who: { identifier: { system: 'urn:sp-bridge:destination', value: 'gp' } } }],
+      });
+      expect(events[0].entity?.map((e) => e.what?.reference)).toEqual(
+        expect.arrayContaining([`ServiceRequest/${id}/_history/1`, `Patient/${patientId}`]),
+      );
 
       const stored = h.gp.store.current('ServiceRequest', id);
       expect(stored?.resource).toMatchObject({
