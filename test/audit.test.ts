@@ -182,6 +182,18 @@ for (const store of storeNames()) {
       expect(Number(rows[0].n)).toBe(300);
     });
 
+    it('never strands a record made just as the previous batch committed', async () => {
+      const log = new AuditLog(db);
+      for (let i = 0; i < 100; i++) {
+        let timer: NodeJS.Timeout | undefined;
+        const stuck = new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`record ${i} was never written`)), 5_000);
+        });
+        await Promise.race([log.record(record({ requestId: `sequential-${i}` })), stuck]);
+        clearTimeout(timer);
+      }
+    });
+
     it('rejects every waiter of a failed batch, logs once, and recovers', async () => {
       const { db: failing, state } = instrumented(db);
       const logged: Record<string, unknown>[] = [];

@@ -1,11 +1,13 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { Grant } from '../src/auth/scopes';
+import { TokenService } from '../src/auth/tokens';
 import { ConfigError, loadConfig } from '../src/config';
 import { patient, referral, wellbeing } from './fixtures';
-import { assertion, AuthHarness, makeClient, tokenForm, type TestClient } from './support/auth';
-import { storeNames } from './support/harness';
+import { assertion, AuthHarness, makeClient, TOKEN_URL, tokenForm, type TestClient } from './support/auth';
+import { openTestDatabase, storeNames } from './support/harness';
 
 const ALL = 'system/*.cruds sp-bridge/admin';
 
@@ -385,6 +387,30 @@ for (const store of storeNames()) {
     });
   });
 }
+
+describe('access tokens over time', () => {
+  it('are refused once expired, even after they were accepted before', async () => {
+    const db = await openTestDatabase('pglite');
+    try {
+      const client = await makeClient('clocked');
+      let now = Date.now();
+      const tokens = await TokenService.create({
+        db,
+        config: { mode: 'smart', tokenLifetimeSeconds: 60 },
+        clients: new Map([[client.clientId, { clientId: client.clientId, allowed: Grant.parse('system/Patient.rs'), keys: createLocalJWKSet({ keys: [client.publicJwk] }) }]]),
+        clock: () => new Date(now),
+      });
+      const { token } = await tokens.issue(new URLSearchParams(tokenForm(await assertion(client), 'system/Patient.rs')), TOKEN_URL);
+      expect((await tokens.authenticate(`Bearer ${token.access_token}`)).clientId).toBe('clocked');
+      now += 30_000;
+      expect((await tokens.authenticate(`Bearer ${token.access_token}`)).grant.allows('Patient', 's')).toBe(true);
+      now += 31_000;
+      await expect(tokens.authenticate(`Bearer ${token.access_token}`)).rejects.toThrow(/expired/);
+    } finally {
+      await db.close();
+    }
+  });
+});
 
 describe('AUTH_MODE', () => {
   it('refuses to start with AUTH_MODE=none on a non-loopback address', () => {

@@ -29,6 +29,8 @@ export interface AuditLogOptions {
   logger?: AuditLogLogger;
   /** Most records written by one INSERT (default 500). */
   maxBatch?: number;
+  /** INSERTs in flight at once (default: 3 on PostgreSQL, 1 on PGlite). */
+  maxWriters?: number;
 }
 
 export const DEFAULT_AUDIT_COUNT = 50;
@@ -69,8 +71,11 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 export class AuditLog {
   private readonly logger: AuditLogLogger | undefined;
   private readonly maxBatch: number;
+  private readonly maxWriters: number;
   private queue: Pending[] = [];
-  private writing: Promise<void> | undefined;
+  private readonly writers = new Set<Promise<void>>();
+  /** Writers still taking records; a writer stops counting in the same step as it sees the queue empty. */
+  private active = 0;
   private closed = false;
 
   constructor(
@@ -79,6 +84,8 @@ export class AuditLog {
   ) {
     this.logger = options.logger;
     this.maxBatch = Math.max(1, options.maxBatch ?? 500);
+    // PGlite runs one statement at a time; a PostgreSQL pool can commit a few batches at once.
+    this.maxWriters = Math.max(1, options.maxWriters ?? (db.kind === 'postgres' ? 3 : 1));
   }
 
   /** Resolves once the record is committed; rejects if its batch failed or the log is closed. */
@@ -92,13 +99,17 @@ export class AuditLog {
     }
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ row, resolve, reject });
-      this.writing ??= this.drain();
+      if (this.active < this.maxWriters) {
+        this.active++;
+        const writer: Promise<void> = this.drain().finally(() => this.writers.delete(writer));
+        this.writers.add(writer);
+      }
     });
   }
 
   /** Resolves when every record queued so far has been written (or has failed). */
   async flush(): Promise<void> {
-    while (this.writing) await this.writing;
+    while (this.writers.size > 0) await Promise.all([...this.writers]);
   }
 
   /** Refuses new records, then waits for the queued ones. Does not close the database. */
@@ -167,15 +178,14 @@ export class AuditLog {
   }
 
   private async drain(): Promise<void> {
-    // Records made in the same tick as the one that started this drain go in its first batch.
-    await Promise.resolve();
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.maxBatch);
-        await this.write(batch);
+    // Records made by the other requests handled in this turn of the event loop join the first batch.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    for (;;) {
+      if (this.queue.length === 0) {
+        this.active--;
+        return;
       }
-    } finally {
-      this.writing = undefined;
+      await this.write(this.queue.splice(0, this.maxBatch));
     }
   }
 

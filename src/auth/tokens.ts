@@ -27,6 +27,7 @@ const MAX_ASSERTION_LIFETIME_S = 300;
 const CLOCK_SKEW_S = 60;
 const OWN_ISSUER = 'urn:sp-bridge';
 const OWN_AUDIENCE = 'urn:sp-bridge:fhir';
+const VERIFIED_CACHE_SIZE = 10_000;
 
 /** An OAuth 2.0 error (RFC 6749 §5.2): the token endpoint answers with these, not OperationOutcomes. */
 export class OAuthError extends Error {
@@ -74,6 +75,11 @@ interface SigningKey {
  */
 export class TokenService {
   private lastPurge = 0;
+  /**
+   * Tokens already verified, until they expire: checking an ES384 signature costs about as much as the
+   * rest of a read. A token cannot change, so its verdict cannot either.
+   */
+  private readonly verified = new Map<string, { principal: Principal; expiresMs: number }>();
 
   private constructor(
     private readonly db: Database,
@@ -179,13 +185,26 @@ export class TokenService {
     const m = /^Bearer\s+([A-Za-z0-9._~+/-]+=*)\s*$/i.exec(authorization ?? '');
     if (!m) throw new TokenError(authorization ? 'The Authorization header must be Bearer <token>' : 'An access token is required');
     const token = m[1];
+    const now = this.clock();
+    const known = this.verified.get(token);
+    if (known && known.expiresMs > now.getTime()) return known.principal;
+    if (known) this.verified.delete(token);
+    const principal = await this.verify(token, now);
+    const exp = decodeJwt(token).exp;
+    if (typeof exp === 'number') {
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string);
+      this.verified.set(token, { principal, expiresMs: exp * 1000 });
+    }
+    return principal;
+  }
+
+  private async verify(token: string, now: Date): Promise<Principal> {
     let issuer: unknown;
     try {
       issuer = decodeJwt(token).iss;
     } catch {
       throw new TokenError('The access token is not a JWT');
     }
-    const now = this.clock();
     try {
       if (issuer === OWN_ISSUER) {
         const { payload } = await jwtVerify(token, this.key.verifyKey, {
