@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
@@ -295,5 +296,27 @@ describe('graceful shutdown of the server process', () => {
         await db.close();
       }
     }, 180_000);
+  });
+});
+
+describe('starting the server process', () => {
+  it('warns loudly when authentication is off', async () => {
+    const server = await startServer(tempDir('spb-authnone-'));
+    const lines = server.output.join('').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string });
+    expect(lines).toEqual(expect.arrayContaining([expect.objectContaining({ level: 40, msg: expect.stringMatching(/AUTH_MODE=none/) })]));
+    server.child.kill('SIGTERM');
+    expect((await server.exited).code).toBe(0);
+  });
+
+  it('refuses AUTH_MODE=none on an address other than loopback, naming the variable, before listening', async () => {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [name, value] of Object.entries(process.env)) if (!CONFIG_VARIABLES.has(name)) env[name] = value;
+    Object.assign(env, { AUTH_MODE: 'none', HOST: '0.0.0.0', PORT: '0', DATA_DIR: tempDir('spb-refuse-') });
+    const child = spawn(process.execPath, [SERVER], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(78);
+    expect(stderr).toMatch(/AUTH_MODE=none is for local development only: HOST must be a loopback address/);
   });
 });
