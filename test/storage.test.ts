@@ -7,6 +7,7 @@ import { openPglite } from '../src/storage/db';
 import { migrate, pendingMigrations } from '../src/storage/migrations';
 import { Repository } from '../src/storage/repository';
 import { keepStatistics } from '../src/storage/statistics';
+import { AuditLog } from '../src/audit';
 import { referral } from './fixtures';
 
 const reltuples = async (db: Awaited<ReturnType<typeof openPglite>>) =>
@@ -27,6 +28,29 @@ describe('embedded store', () => {
       await again.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gathers statistics again as the audit trail alone grows (every read adds to it)', async () => {
+    const db = await openPglite();
+    await migrate(db);
+    const stop = await keepStatistics(db, 20);
+    const tuples = async () =>
+      Number((await db.query<{ n: string }>(`SELECT reltuples::text AS n FROM pg_class WHERE relname = 'audit_events'`)).rows[0].n);
+    try {
+      expect(await tuples()).toBe(0);
+      const log = new AuditLog(db);
+      await Promise.all(
+        Array.from({ length: 600 }, (_, i) =>
+          log.record({ recorded: new Date(), requestId: `r${i}`, interaction: 'read', action: 'R', entities: [{ reference: `Patient/p${i}` }], status: 200 }),
+        ),
+      );
+      const deadline = Date.now() + 10_000;
+      while ((await tuples()) <= 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      expect(await tuples()).toBe(600);
+    } finally {
+      stop();
+      await db.close();
     }
   });
 

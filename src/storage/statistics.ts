@@ -5,12 +5,16 @@ const CHECK_EVERY_MS = 60_000;
 /**
  * PGlite runs PostgreSQL without its autovacuum daemon, so nothing ever gathers planner statistics: without
  * them the planner picks poor search plans (scanning every active referral instead of one patient's few).
- * This runs ANALYZE at start and again whenever the store has grown by a tenth since the last time.
+ * This runs ANALYZE at start and again whenever the store (resources and audit trail) has grown by a tenth
+ * since the last time.
  * PostgreSQL servers do this themselves.
  */
 export async function keepStatistics(db: Database, checkEveryMs = CHECK_EVERY_MS): Promise<() => void> {
   const written = async () => {
-    const { rows } = await db.query<{ n: string }>('SELECT last_value::text AS n FROM resource_versions_vid_seq');
+    // Resource versions and audit events: every read adds an audit event, so that table grows fastest.
+    const { rows } = await db.query<{ n: string }>(
+      'SELECT ((SELECT last_value FROM resource_versions_vid_seq) + (SELECT last_value FROM audit_events_seq_seq))::text AS n',
+    );
     return Number(rows[0].n);
   };
   await db.query('ANALYZE');
