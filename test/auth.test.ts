@@ -347,6 +347,19 @@ for (const store of storeNames()) {
         expect(logins.some((e) => e.outcome === '4' && /no registered client/.test(e.outcomeDesc ?? ''))).toBe(true);
       });
 
+      it('finds every read and search that disclosed a patient\'s records by that patient', async () => {
+        const admin = await h.token(vendor, 'sp-bridge/admin');
+        const writer = await h.token(vendor, 'system/Patient.c system/ServiceRequest.c');
+        const p = await h.request('POST', '/Patient', writer, patient('9000000009'));
+        const sr = await h.request('POST', '/ServiceRequest', writer, referral(`Patient/${p.json.id}`));
+        const readerToken = await h.token(vendor, 'system/ServiceRequest.rs');
+        await h.request('GET', `/ServiceRequest/${sr.json.id}`, readerToken);
+        await h.request('GET', '/ServiceRequest?status=active&_count=500', readerToken);
+        const about = await events(admin, `entity=Patient/${p.json.id}`);
+        const seen = about.map((e) => [e.subtype?.[0].code, e.entity?.some((x) => x.what?.reference === `ServiceRequest/${sr.json.id}`)]);
+        expect(seen).toEqual(expect.arrayContaining([['read', true], ['search-type', true]]));
+      });
+
       it("records the client's address from X-Forwarded-For when the proxy is trusted", async () => {
         const admin = await h.token(vendor, 'sp-bridge/admin');
         const made = await h.request('POST', '/Patient', await h.token(vendor, 'system/Patient.c'), patient('9449310475'), {

@@ -12,6 +12,14 @@ const TYPE_RE = /^[A-Z][A-Za-z]+$/;
  * response adds the ids the server assigned (create, conditional update, transaction entries).
  */
 export function describeExchange(req: FhirRequest, res: FhirResponse): ExchangeDescription {
+  const described = describeRequest(req, res);
+  // What was disclosed: the resources a read or search returned and the patients they concern, so that
+  // "who has seen this patient's records" finds searches and reads of their referrals too.
+  if (described.action === 'R' && res.status < 300) described.entities.push(...disclosed(res, described.entities));
+  return described;
+}
+
+function describeRequest(req: FhirRequest, res: FhirResponse): ExchangeDescription {
   const method = req.method.toUpperCase() === 'HEAD' ? 'GET' : req.method.toUpperCase();
   const segments = req.path.split('/').filter((s) => s !== '');
   const query = queryString(req.query);
@@ -154,6 +162,33 @@ function formParams(body: unknown): [string, string][] {
 }
 
 /** The response body, unless it cannot be read: describing an exchange must never throw. */
+const PATIENT_FIELDS = ['subject', 'patient', 'for', 'beneficiary'] as const;
+
+/** References of the resources in a read or search answer and of the Patients they concern, not yet in `known`. */
+function disclosed(res: FhirResponse, known: AuditEntity[]): AuditEntity[] {
+  const body = safeResponse(res);
+  if (!body) return [];
+  const resources =
+    body.resourceType === 'Bundle' ? ((body as fhir4.Bundle).entry ?? []).map((e) => e.resource).filter((r) => r !== undefined) : [body];
+  const seen = new Set(known.map((e) => e.reference?.replace(/\/_history\/[^/]*$/, '')).filter((r) => r !== undefined));
+  const out: AuditEntity[] = [];
+  const add = (reference: string | undefined) => {
+    if (reference && !seen.has(reference)) {
+      seen.add(reference);
+      out.push({ reference });
+    }
+  };
+  for (const r of resources) {
+    if (r.resourceType === 'OperationOutcome' || r.id === undefined) continue;
+    add(`${r.resourceType}/${r.id}`);
+    for (const field of PATIENT_FIELDS) {
+      const ref = locationReference((r as unknown as Record<string, { reference?: unknown } | undefined>)[field]?.reference as string | undefined);
+      if (ref?.startsWith('Patient/')) add(ref);
+    }
+  }
+  return out;
+}
+
 function safeResponse(res: FhirResponse): fhir4.Resource | undefined {
   try {
     return responseResource(res);
