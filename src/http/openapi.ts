@@ -585,7 +585,7 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
     routePrefix: '/docs',
     ...(basePath ? { indexPrefix: basePath } : {}),
     theme: { title: 'sp-bridge API' },
-    uiConfig: { deepLinking: true, docExpansion: 'none', defaultModelsExpandDepth: 0, tryItOutEnabled: false },
+    uiConfig: { deepLinking: true, docExpansion: 'none', defaultModelsExpandDepth: 0, tryItOutEnabled: false, validatorUrl: null },
     transformSpecificationClone: false,
     transformSpecification: (_spec, req) => forBaseUrl(doc, baseUrl(req)) as unknown as Record<string, unknown>,
   });
