@@ -11,7 +11,7 @@
  * Then it starts the CMD with the image's ENV, overridden so nothing leaves this machine: HOST=127.0.0.1, a free
  * PORT, a temporary DATA_DIR, AUTH_MODE=smart with a clients file made by `sp-bridge register-client`, and checks:
  *   GET /readyz 200, the HEALTHCHECK command exits 0, GET /metadata 200 without a token, GET /Patient 401 without
- *   a token, and (once the server has a token endpoint) `sp-bridge get-token` then POST /Patient 201 with it;
+ *   a token, the token URL from /.well-known/smart-configuration, `sp-bridge get-token` then POST /Patient 201;
  *   SIGTERM ends the process with exit code 0.
  *
  * npm runs with npm_config_offline=true: the packages come from the npm cache that `npm ci` in .ci/run has just
@@ -376,22 +376,10 @@ async function main() {
     if (anonymous.status !== 401) fail(`GET /Patient without a token: expected 401, got ${anonymous.status}`);
     log('GET /Patient 401 without a token');
 
-    let tokenUrl;
-    const smart = await request(`${base}/.well-known/smart-configuration`).catch(() => undefined);
-    if (smart && smart.status === 200) {
-      try {
-        tokenUrl = JSON.parse(smart.text).token_endpoint;
-      } catch {
-        // handled below
-      }
-    }
-    if (!tokenUrl) {
-      const probe = await request(`${base}/auth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: '' });
-      if (probe.status !== 404) tokenUrl = `${base}/auth/token`;
-    }
-    if (!tokenUrl) {
-      log('SKIPPED get-token and POST /Patient: the server has no token endpoint yet (POST /auth/token is 404)');
-    } else {
+    const smart = await request(`${base}/.well-known/smart-configuration`);
+    if (smart.status !== 200) fail(`GET /.well-known/smart-configuration: expected 200, got ${smart.status}`);
+    const tokenUrl = JSON.parse(smart.text).token_endpoint;
+    {
       const token = run(
         'node',
         ['bin/sp-bridge.js', 'get-token', '--client-id', 'smoke-tester', '--key', path.join(keys, 'smoke-tester.key.pem'), '--token-url', tokenUrl, '--scope', 'system/Patient.cruds', '--token-only'],

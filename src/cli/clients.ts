@@ -50,6 +50,10 @@ export const DEFAULT_CLIENT_SCOPES: readonly string[] = [
   'system/Observation.cruds',
   'system/Patient.cruds',
   'system/Task.cruds',
+  // Read-only: the bundled terminology and profiles, for $validate-code, $lookup, $expand and profile reads.
+  'system/CodeSystem.rs',
+  'system/ValueSet.rs',
+  'system/StructureDefinition.rs',
 ];
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';

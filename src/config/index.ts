@@ -83,7 +83,7 @@ export const VARIABLES: readonly VariableDoc[] = [
   { name: 'REQUEST_TIMEOUT_MS', default: '30000', description: 'Longest time to receive and answer one request' },
   { name: 'LOAD_SHED_EVENT_LOOP_DELAY_MS', default: '1000', description: 'Event-loop delay above which requests get 503 with Retry-After' },
   { name: 'TRUST_PROXY', default: '(none)', description: 'The TLS proxy in front: its addresses or CIDRs, comma-separated; then X-Forwarded-For gives the client address for rate limits and the audit trail' },
-  { name: 'SHUTDOWN_GRACE_MS', default: '10000', description: 'On SIGTERM, how long in-flight requests and deliveries may take to finish' },
+  { name: 'SHUTDOWN_GRACE_MS', default: '10000', description: 'On SIGTERM, how long in-flight requests may take to finish (delivery attempts: worker.shutdownTimeoutMs)' },
 ];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

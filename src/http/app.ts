@@ -13,7 +13,7 @@ import { getTerminologyResources } from '../terminology/resources';
 import type { ResourceValidator } from '../validation/types';
 import { getValidator } from '../validation/validator';
 import type { AuditLog } from '../audit';
-import { describeExchange } from '../audit';
+import { describeExchange, type ExchangeDescription } from '../audit';
 import { registerAuth, type AuthSetup } from '../auth/plugin';
 import { AUDIT_TYPE } from '../fhir/access';
 import { resourceType } from '../fhir/registry';
@@ -80,17 +80,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     audit: options.audit,
     smart: options.auth.mode === 'smart',
   });
-  const audit = async (req: FastifyRequest, fhirReq: FhirRequest, res: { status: number }, description?: string) => {
-    if (!options.audit || !auditable(fhirReq.path, conformanceTypes)) return;
+  const record = async (req: FastifyRequest, what: ExchangeDescription, status: number, description?: string) => {
+    if (!options.audit) return;
     try {
       await options.audit.record({
-        ...describeExchange(fhirReq, res),
+        ...what,
         recorded: new Date(),
         clientId: req.principal?.clientId,
         via: req.principal?.via,
         address: req.ip,
         requestId: req.id,
-        status: res.status,
+        status,
         description,
       });
     } catch (err) {
@@ -99,6 +99,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       req.log.error({ err }, 'audit record not written');
     }
   };
+  const audit = async (req: FastifyRequest, fhirReq: FhirRequest, res: { status: number }, description?: string) => {
+    if (auditable(fhirReq.path, conformanceTypes)) await record(req, describeExchange(fhirReq, res), res.status, description);
+  };
+  // The admin API shows deliveries and replays patient data to GP systems: every call is audited, refusals too.
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (req.url.startsWith('/admin/')) {
+      const get = req.method === 'GET' || req.method === 'HEAD';
+      const entities = [{ name: req.url.split('?', 1)[0] }];
+      await record(req, { interaction: get ? 'read' : 'operation', action: get ? 'R' : 'E', entities }, reply.statusCode);
+    }
+    return payload;
+  });
 
   mediaTypes(app);
   // Plugins, in the order their hooks must run: load shedding, helmet and timeouts first (cheapest
