@@ -360,6 +360,23 @@ for (const store of storeNames()) {
         expect(seen).toEqual(expect.arrayContaining([['read', true], ['search-type', true]]));
       });
 
+      it('records every admin API call, refusals included', async () => {
+        const admin = await h.token(vendor, 'sp-bridge/admin');
+        await h.request('GET', '/admin/deliveries/stats', admin);
+        await h.request('GET', '/admin/deliveries/stats', await h.token(vendor, 'system/Patient.rs'));
+        await h.request('POST', '/admin/deliveries/1/replay', undefined);
+        const seen = (await events(admin, 'date=ge2000-01-01'))
+          .filter((e) => e.entity?.some((x) => x.name?.startsWith('/admin/')))
+          .map((e) => [e.entity?.find((x) => x.name)?.name, e.outcome]);
+        expect(seen).toEqual(
+          expect.arrayContaining([
+            ['/admin/deliveries/stats', '0'],
+            ['/admin/deliveries/stats', '4'],
+            ['/admin/deliveries/1/replay', '4'],
+          ]),
+        );
+      });
+
       it("records the client's address from X-Forwarded-For when the proxy is trusted", async () => {
         const admin = await h.token(vendor, 'sp-bridge/admin');
         const made = await h.request('POST', '/Patient', await h.token(vendor, 'system/Patient.c'), patient('9449310475'), {

@@ -17,6 +17,23 @@ export interface AuthPluginOptions {
 
 /** Paths anyone may call: the CapabilityStatement, discovery, the token endpoint, probes and docs. */
 const PUBLIC = /^\/(metadata|\.well-known\/.*|auth\/token|healthz|readyz|metrics|docs(\/.*)?)\/?$/;
+/** Of those, the one the FHIR catch-all route serves. */
+const FHIR_PUBLIC = /^\/metadata\/?$/;
+/** The routes the FHIR API is served from (src/http/app.ts): everything no other route claims. */
+const FHIR_ROUTES = new Set(['/', '/*']);
+
+/**
+ * Whether a request may go without a token. The path alone is not enough: `/docs/../Patient` or
+ * `/.well-known/x/../../Patient` match a public prefix but, sent as is, fall through to the FHIR catch-all
+ * route, which must not run without a principal. So a public path is public only on the route that serves it.
+ */
+function isPublic(req: FastifyRequest): boolean {
+  const path = req.url.split('?', 1)[0];
+  if (!PUBLIC.test(path)) return false;
+  const route = req.routeOptions.url;
+  if (route === undefined) return false;
+  return FHIR_ROUTES.has(route) ? FHIR_PUBLIC.test(path) : true;
+}
 const LOCAL: Principal = { clientId: 'local', via: 'none', grant: Grant.all() };
 
 /**
@@ -32,7 +49,7 @@ export function registerAuth(app: FastifyInstance, options: AuthPluginOptions): 
       req.principal = LOCAL;
       return;
     }
-    if (PUBLIC.test(req.url.split('?', 1)[0])) return;
+    if (isPublic(req)) return;
     try {
       req.principal = await auth.tokens.authenticate(req.headers.authorization);
     } catch (err) {
@@ -69,7 +86,14 @@ export function registerAuth(app: FastifyInstance, options: AuthPluginOptions): 
       return reply.type('application/json').send(token);
     } catch (err) {
       if (err instanceof OAuthError) return oauthError(req, reply, err);
-      throw err;
+      // This route answers before the app's error handler is set, so Fastify's default one would send the
+      // error's message (a database error, say) to the client. Log it; tell the client only the request id.
+      req.log.error({ err }, 'token request failed');
+      await options.onTokenRequest?.(req, { status: 500, description: 'internal error' });
+      return reply
+        .code(500)
+        .type('application/json')
+        .send({ error: 'server_error', error_description: `Internal error; quote request id ${req.id} to the operator` });
     }
   });
 

@@ -11,7 +11,12 @@ const ORDER: readonly Permission[] = ['c', 'r', 'u', 'd', 's'];
 /** Reads sp-bridge's own APIs: the delivery admin API and the AuditEvent log. Not covered by any wildcard. */
 export const ADMIN_SCOPE = 'sp-bridge/admin';
 
-const V1: Record<string, readonly Permission[]> = { read: ['r', 's'], write: ['c', 'u', 'd'], '*': ORDER };
+// A Map, not an object literal: `system/Patient.constructor` must not find Object.prototype.constructor.
+const V1: ReadonlyMap<string, readonly Permission[]> = new Map<string, readonly Permission[]>([
+  ['read', ['r', 's']],
+  ['write', ['c', 'u', 'd']],
+  ['*', ORDER],
+]);
 const SCOPE_RE = /^system\/(\*|[A-Z][A-Za-z]+)\.([a-z*]+)$/;
 
 /** What a set of scopes lets a client do. */
@@ -87,7 +92,7 @@ export function parseScope(scope: string): { type: string; permissions: readonly
   const m = SCOPE_RE.exec(scope);
   if (!m) return undefined;
   const [, type, perms] = m;
-  const v1 = V1[perms];
+  const v1 = V1.get(perms);
   if (v1) return { type, permissions: v1 };
   // v2: the letters of cruds, each at most once and in that order.
   let at = 0;

@@ -18,7 +18,7 @@ import type { AuthConfig } from '../config';
 import type { Database } from '../storage/db';
 import type { RegisteredClient } from './clients';
 import type { Principal } from './principal';
-import { Grant } from './scopes';
+import { ADMIN_SCOPE, Grant } from './scopes';
 
 export const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const ASSERTION_ALGORITHMS = ['RS384', 'ES384'];
@@ -28,6 +28,13 @@ const CLOCK_SKEW_S = 60;
 const OWN_ISSUER = 'urn:sp-bridge';
 const OWN_AUDIENCE = 'urn:sp-bridge:fhir';
 const VERIFIED_CACHE_SIZE = 10_000;
+/**
+ * A verified token is checked again at least this often, however long it lives: an external issuer's
+ * tokens may live for hours, and a key it has withdrawn from its JWKS must stop letting them in.
+ */
+const VERIFIED_CACHE_MAX_MS = 5 * 60_000;
+/** Signature algorithms accepted from the external issuer: asymmetric only (no `none`, no HMAC). */
+const EXTERNAL_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
 /** An OAuth 2.0 error (RFC 6749 §5.2): the token endpoint answers with these, not OperationOutcomes. */
 export class OAuthError extends Error {
@@ -193,7 +200,7 @@ export class TokenService {
     const exp = decodeJwt(token).exp;
     if (typeof exp === 'number') {
       if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string);
-      this.verified.set(token, { principal, expiresMs: exp * 1000 });
+      this.verified.set(token, { principal, expiresMs: Math.min(exp * 1000, now.getTime() + VERIFIED_CACHE_MAX_MS) });
     }
     return principal;
   }
@@ -224,6 +231,7 @@ export class TokenService {
         const { payload } = await jwtVerify(token, this.external.keys, {
           issuer: this.external.issuer,
           audience: this.external.audience,
+          algorithms: EXTERNAL_ALGORITHMS,
           requiredClaims: ['exp'],
           clockTolerance: CLOCK_SKEW_S,
           currentDate: now,
@@ -232,7 +240,10 @@ export class TokenService {
         if (!clientId) throw new TokenError('The token names no client (client_id, azp or sub)');
         const scp = payload.scp;
         const scope = typeof payload.scope === 'string' ? payload.scope : Array.isArray(scp) ? scp.join(' ') : '';
-        return { clientId, via: 'external', grant: Grant.parse(scope) };
+        // The admin scope opens the audit trail (patient data from every client) and the delivery queue. Only
+        // the operator grants it, by registering a client for it here; another server's say-so is not enough.
+        const granted = scope.split(/\s+/).filter((s) => s !== '' && s !== ADMIN_SCOPE);
+        return { clientId, via: 'external', grant: Grant.parse(granted) };
       }
     } catch (err) {
       if (err instanceof TokenError) throw err;

@@ -18,6 +18,10 @@ const V1_NAME: Record<Permission, string> = { c: 'write', r: 'read', u: 'write',
  * Interactions map onto SMART v2 permissions: create c; read, vread and instance history r; update u (a
  * conditional update, which may create, c and u); delete d; search and type or system history s;
  * `_include` and `_revinclude` also r on the types they pull in; an operation r on the type it runs on.
+ *
+ * A conditional create (`If-None-Exist`) also needs s: it runs its criteria as a search and answers a match
+ * with the stored resource itself, which c alone must not disclose. (Conditional update and delete search
+ * too, but answer only with the match's id; they keep c and u, and d, as the API documents them.)
  */
 export function checkAccess(grant: Grant | undefined, req: FhirRequest): void {
   if (!grant) return;
@@ -26,14 +30,17 @@ export function checkAccess(grant: Grant | undefined, req: FhirRequest): void {
       if (!grant.admin) throw new FhirError('SPB_FORBIDDEN', `${req.path.split('/')[0]} needs the ${ADMIN_SCOPE} scope`);
       continue;
     }
-    if (!grant.allows(need.type, need.permission)) {
-      const type = need.type === '*' ? '*' : need.type;
-      throw new FhirError(
-        'SPB_FORBIDDEN',
-        `This token's scopes do not allow it: it needs system/${type}.${need.permission} (or system/${type}.${V1_NAME[need.permission]})`,
-      );
-    }
+    checkPermission(grant, need.type, need.permission);
   }
+}
+
+/** Refuses (403) unless the grant gives `permission` on `type`; no grant means an internal caller. */
+export function checkPermission(grant: Grant | undefined, type: string, permission: Permission): void {
+  if (!grant || grant.allows(type, permission)) return;
+  throw new FhirError(
+    'SPB_FORBIDDEN',
+    `This token's scopes do not allow it: it needs system/${type}.${permission} (or system/${type}.${V1_NAME[permission]})`,
+  );
 }
 
 function needs(req: FhirRequest): Need[] {
@@ -51,7 +58,13 @@ function needs(req: FhirRequest): Need[] {
       case 'GET':
         return [{ type, permission: 's' }, ...includeNeeds(type, req.query)];
       case 'POST':
-        return [{ type, permission: 'c' }];
+        // A conditional create searches, and answers a match with the stored resource.
+        return req.ifNoneExist !== undefined
+          ? [
+              { type, permission: 'c' },
+              { type, permission: 's' },
+            ]
+          : [{ type, permission: 'c' }];
       case 'PUT':
         return [
           { type, permission: 'c' },
@@ -63,7 +76,8 @@ function needs(req: FhirRequest): Need[] {
         return [];
     }
   }
-  if (second === '_search') return [{ type, permission: 's' }, ...includeNeeds(type, req.query)];
+  // POST _search takes its parameters from the form body as well as the query: both can ask for includes.
+  if (second === '_search') return [{ type, permission: 's' }, ...includeNeeds(type, [...req.query, ...formParams(req.body)])];
   if (second === '_history') return [{ type, permission: 's' }];
   if (third === '_history') return [{ type, permission: 'r' }];
   switch (method) {
@@ -80,7 +94,8 @@ function needs(req: FhirRequest): Need[] {
 function includeNeeds(type: string, query: [string, string][]): Need[] {
   const out: Need[] = [];
   for (const [key, value] of query) {
-    const name = key.split(':')[0];
+    // The search parser trims names (`?+_include=` arrives as ' _include'), so this must too.
+    const name = key.trim().split(':')[0];
     if (name !== '_include' && name !== '_revinclude') continue;
     const [source, param, target] = value.split(':');
     if (name === '_revinclude') {
@@ -91,4 +106,8 @@ function includeNeeds(type: string, query: [string, string][]): Need[] {
     for (const t of targets) if (resourceType(t)) out.push({ type: t, permission: 'r' });
   }
   return out;
+}
+
+function formParams(body: unknown): [string, string][] {
+  return body instanceof URLSearchParams ? [...body] : [];
 }

@@ -55,6 +55,11 @@ export class FhirRouter {
     const segments = req.path.split('/').filter((s) => s !== '');
     const method = req.method.toUpperCase() === 'HEAD' ? 'GET' : req.method.toUpperCase();
     const [first, second, third, fourth] = segments;
+    // With tokens required, only the CapabilityStatement is served to a caller the auth hook let through
+    // without one; no grant must never read as "an internal caller that may do everything".
+    if (this.options.smart && !ctx.grant && !(first === 'metadata' && segments.length === 1)) {
+      throw new FhirError('SPB_UNAUTHORIZED', 'An access token is required');
+    }
     checkAccess(ctx.grant, req);
     if (segments.length === 0) {
       return only(method, ['POST'], () => processBundle(this, repo, req, ctx));

@@ -5,7 +5,7 @@ import type { Repository, StoredVersion } from '../storage/repository';
 import * as interactions from './interactions';
 import { rewriteReferences } from './references';
 import type { FhirRouter } from './router';
-import { checkAccess } from './access';
+import { checkAccess, checkPermission } from './access';
 import { parseSearch } from './search/parse';
 import type { FhirRequest, FhirResponse, RequestContext } from './types';
 import { parseQuery, responseResource } from './types';
@@ -57,6 +57,9 @@ function parseEntry(raw: unknown, index: number, outer: FhirRequest): Entry {
   const [rawPath, query = ''] = url.split('?', 2);
   const path = rawPath.replace(/^\/+|\/+$/g, '');
   if (/^[a-z]+:/i.test(path)) throw bad(index, 'request.url must be relative to the base, e.g. ServiceRequest/123', `${where}.request.url`);
+  // An entry addressed to the base itself would be a Bundle inside the Bundle: its entries would escape this
+  // one's checks (overlap, the audit record of what each entry touched).
+  if (path === '') throw bad(index, 'request.url must name a resource type, e.g. ServiceRequest; a Bundle cannot hold a transaction or batch', `${where}.request.url`);
   if ((method === 'POST' || method === 'PUT') && (typeof e.resource !== 'object' || e.resource === null)) {
     throw bad(index, `is a ${method} without a resource`, `${where}.resource`);
   }
@@ -98,6 +101,7 @@ async function batch(
 }
 
 const ORDER: Record<string, number> = { DELETE: 0, POST: 1, PUT: 2, GET: 3, HEAD: 3 };
+const CONDITIONAL_REFERENCE_RE = /^[A-Z][A-Za-z]+\?/;
 
 /** Validates every resource in a transaction before anything is written, and reports all their issues together. */
 function validateEntries(router: FhirRouter, entries: Entry[]): void {
@@ -125,6 +129,9 @@ async function transaction(router: FhirRouter, repo: Repository, original: Entry
   for (const e of original) {
     try {
       checkAccess(ctx.grant, e.request);
+      // A conditional reference (`Patient?identifier=...`) is resolved by a search, and the match's id is
+      // written into the stored resource and returned: it needs s on the type searched.
+      for (const ref of conditionalReferences(e.request.body)) checkPermission(ctx.grant, ref.split('?', 1)[0], 's');
     } catch (err) {
       if (err instanceof FhirError) throw inEntry(err, e.index);
       throw err;
@@ -249,7 +256,7 @@ async function rewriteEntryReferences(tx: Repository, entry: Entry, ids: Map<str
     if (ref.startsWith('urn:uuid:') || ref.startsWith('urn:oid:')) {
       throw inEntry(new FhirError('SPB_INVALID_BUNDLE', `Reference ${ref} matches no fullUrl in the Bundle`), entry.index);
     }
-    if (/^[A-Z][A-Za-z]+\?/.test(ref)) conditional.push(ref);
+    if (CONDITIONAL_REFERENCE_RE.test(ref)) conditional.push(ref);
     return ref;
   });
   if (conditional.length === 0) return;
@@ -267,6 +274,22 @@ async function rewriteEntryReferences(tx: Repository, entry: Entry, ids: Map<str
     }
   }
   rewriteReferences(entry.request.body, (ref) => resolved.get(ref) ?? ref);
+}
+
+/** The conditional references (`Type?criteria`) anywhere in a resource. */
+function conditionalReferences(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) {
+    for (const item of node) conditionalReferences(item, out);
+  } else if (node !== null && typeof node === 'object') {
+    for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
+      if (key === 'reference' && typeof value === 'string') {
+        if (CONDITIONAL_REFERENCE_RE.test(value)) out.push(value);
+      } else if (typeof value === 'object') {
+        conditionalReferences(value, out);
+      }
+    }
+  }
+  return out;
 }
 
 async function execute(router: FhirRouter, tx: Repository, plan: Plan, ctx: RequestContext): Promise<FhirResponse> {
