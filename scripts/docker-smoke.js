@@ -9,7 +9,7 @@
  *   - runtime stage: COPY --from=<stage>, ENV, USER (must not be root), HEALTHCHECK and CMD, as written. Its RUN
  *     lines only prepare VOLUME folders in the image, so they are checked to be just that, and not run.
  * Then it starts the CMD with the image's ENV, overridden so nothing leaves this machine: HOST=127.0.0.1, a free
- * PORT, a temporary DATA_DIR, AUTH_MODE=smart with a clients file made by `sp-bridge register-client`, and checks:
+ * PORT and BASE_URL, a temporary DATA_DIR, AUTH_MODE=smart with a clients file made by `sp-bridge register-client`, and checks:
  *   GET /readyz 200, the HEALTHCHECK command exits 0, GET /metadata 200 without a token, GET /Patient 401 without
  *   a token, the token URL from /.well-known/smart-configuration, `sp-bridge get-token` then POST /Patient 201;
  *   SIGTERM ends the process with exit code 0.
@@ -332,6 +332,7 @@ async function main() {
       DATA_DIR: path.join(tmp, 'data'),
       AUTH_MODE: 'smart',
       AUTH_CLIENTS_FILE: path.join(tmp, 'clients.yaml'),
+      BASE_URL: `http://127.0.0.1:${port}`,
       LOG_LEVEL: 'warn',
     };
 

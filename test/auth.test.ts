@@ -355,9 +355,10 @@ for (const store of storeNames()) {
         const readerToken = await h.token(vendor, 'system/ServiceRequest.rs');
         await h.request('GET', `/ServiceRequest/${sr.json.id}`, readerToken);
         await h.request('GET', '/ServiceRequest?status=active&_count=500', readerToken);
+        await h.request('POST', '/', readerToken, { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: `ServiceRequest/${sr.json.id}` } }] });
         const about = await events(admin, `entity=Patient/${p.json.id}`);
         const seen = about.map((e) => [e.subtype?.[0].code, e.entity?.some((x) => x.what?.reference === `ServiceRequest/${sr.json.id}`)]);
-        expect(seen).toEqual(expect.arrayContaining([['read', true], ['search-type', true]]));
+        expect(seen).toEqual(expect.arrayContaining([['read', true], ['search-type', true], ['batch', true]]));
       });
 
       it('records every admin API call, refusals included', async () => {

@@ -48,4 +48,9 @@ describe('configuration', () => {
     expect(loadConfig({ AUTH_MODE: 'none', TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy).toBe('10.0.0.0/8, 127.0.0.1');
     expect(() => loadConfig({ AUTH_MODE: 'none', TRUST_PROXY: 'the proxy' })).toThrow(/TRUST_PROXY/);
   });
+
+  it('needs BASE_URL when clients are registered: it fixes the audience of their assertions', () => {
+    expect(() => loadConfig({ AUTH_CLIENTS_FILE: 'clients.yaml' })).toThrow(/BASE_URL is required/);
+    expect(loadConfig({ AUTH_CLIENTS_FILE: 'clients.yaml', BASE_URL: 'https://sp.example.nhs.uk' }).auth.mode).toBe('smart');
+  });
 });

@@ -97,6 +97,10 @@ function bundleExchange(req: FhirRequest, res: FhirResponse): ExchangeDescriptio
     const url = typeof request?.url === 'string' ? request.url : undefined;
     const entity = located ? { reference: located } : url ? urlEntity(url) : undefined;
     if (entity) entities.push(entity);
+    const answer = responses[i];
+    if (answer?.resource && (request?.method === 'GET' || request?.method === 'HEAD' || answer.response?.status?.startsWith('200'))) {
+      entities.push(...disclosed({ status: 200, body: answer.resource }, entities));
+    }
   }
   return describe(interaction, 'E', entities);
 }

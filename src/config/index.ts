@@ -67,7 +67,7 @@ export const VARIABLES: readonly VariableDoc[] = [
   { name: 'DATABASE_URL', default: '(none: PGlite)', description: 'PostgreSQL connection string; unset uses embedded PGlite', secret: true },
   { name: 'DATA_DIR', default: './data', description: 'PGlite data directory' },
   { name: 'DATABASE_POOL_SIZE', default: '10', description: 'PostgreSQL connections per instance' },
-  { name: 'BASE_URL', default: '(from Host)', description: 'Public base URL when behind a proxy, e.g. https://sp.example.nhs.uk/fhir' },
+  { name: 'BASE_URL', default: '(from Host)', description: 'Public base URL, e.g. https://sp.example.nhs.uk/fhir; required with AUTH_MODE=smart and registered clients (their assertions name BASE_URL/auth/token)' },
   { name: 'BODY_LIMIT_BYTES', default: '5242880', description: 'Largest request body accepted (413 above)' },
   { name: 'LOG_LEVEL', default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' },
   { name: 'UNKNOWN_CODE_SYSTEM', default: 'warning', description: 'How a code from an unbundled code system is reported: warning, information or ignore' },
@@ -183,6 +183,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.auth.mode === 'none' && !isLoopback(config.host)) {
     problems.push(`AUTH_MODE=none is for local development only: HOST must be a loopback address, not '${config.host}'`);
+  }
+  if (config.auth.mode === 'smart' && config.auth.clientsFile && !config.baseUrl) {
+    // Taken from each request's Host instead, a client's assertion made for another server could be redeemed here.
+    problems.push('BASE_URL is required with AUTH_MODE=smart and registered clients: its /auth/token is the audience their assertions must name');
   }
   if (config.auth.mode === 'smart' && !config.auth.clientsFile && !config.auth.external) {
     problems.push('AUTH_MODE=smart needs AUTH_CLIENTS_FILE or AUTH_EXTERNAL_ISSUER (or AUTH_MODE=none for local development)');
