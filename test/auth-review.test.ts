@@ -2,8 +2,7 @@
  * Security review of authentication and authorisation: each test here is a way a caller got more than its
  * token allows (or in without one) before it was fixed, or pins a refusal an attacker would try first.
  */
-import { once } from 'node:events';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLocalJWKSet, exportJWK, exportSPKI, generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
 import { Grant } from '../src/auth/scopes';
@@ -12,21 +11,12 @@ import { FhirRouter } from '../src/fhir/router';
 import type { Repository } from '../src/storage/repository';
 import type { ResourceValidator } from '../src/validation/types';
 import { NHS_NUMBER_SYSTEM, patient, randomNhsNumber, referral } from './fixtures';
-import { assertion, AuthHarness, makeClient, TOKEN_URL, tokenForm, type TestClient } from './support/auth';
+import { assertion, AuthHarness, jwksServer, makeClient, TOKEN_URL, tokenForm, type TestClient } from './support/auth';
 import { openTestDatabase, storeNames } from './support/harness';
 
 const ISSUER = 'https://idp.test';
 const AUDIENCE = 'https://sp.test/fhir';
 
-async function jwksServer(keys: object[]): Promise<{ server: Server; url: string }> {
-  const server = createServer((_req, res) => {
-    res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ keys }));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json` };
-}
 
 /** A request sent as is over a socket: inject() resolves `..` segments before the app sees them, a client need not. */
 function rawRequest(port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {

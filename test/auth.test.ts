@@ -1,26 +1,14 @@
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Grant } from '../src/auth/scopes';
 import { TokenService } from '../src/auth/tokens';
 import { ConfigError, loadConfig } from '../src/config';
 import { patient, referral, wellbeing } from './fixtures';
-import { assertion, AuthHarness, makeClient, TOKEN_URL, tokenForm, type TestClient } from './support/auth';
+import { assertion, AuthHarness, jwksServer, makeClient, TOKEN_URL, tokenForm, type TestClient } from './support/auth';
 import { openTestDatabase, storeNames } from './support/harness';
 
 const ALL = 'system/*.cruds sp-bridge/admin';
 
-/** A JWKS endpoint of our own on loopback, for jwksUrl clients and the external issuer. */
-async function jwksServer(keys: object[]): Promise<{ server: Server; url: string }> {
-  const server = createServer((_req, res) => {
-    res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ keys }));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json` };
-}
 
 for (const store of storeNames()) {
   describe(`SMART Backend Services auth [${store}]`, () => {

@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -130,4 +133,15 @@ export class AuthHarness {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test convenience: asserted field by field
     return { status: res.statusCode, headers: res.headers, body: res.body, json: json as any };
   }
+}
+
+/** A JWKS endpoint of our own on loopback, for jwksUrl clients and an external issuer. */
+export async function jwksServer(keys: object[]): Promise<{ server: Server; url: string }> {
+  const server = createServer((_req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ keys }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json` };
 }
