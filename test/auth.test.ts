@@ -252,6 +252,18 @@ for (const store of storeNames()) {
         expect((await h.request('GET', `/ServiceRequest/${made.json.id}`, full)).status).toBe(410);
       });
 
+      it('needs s for a conditional update or delete, which search and tell whether something matched', async () => {
+        const nhs = '9449310351';
+        const body = patient(nhs);
+        const url = `/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|${nhs}`;
+        expect((await h.request('PUT', url, await h.token(vendor, 'system/Patient.cu'), body)).status).toBe(403);
+        expect((await h.request('PUT', url, await h.token(vendor, 'system/Patient.cus'), body)).status).toBeLessThan(300);
+        expect((await h.request('DELETE', url, await h.token(vendor, 'system/Patient.d'))).status).toBe(403);
+        expect((await h.request('GET', url, full)).json.total).toBe(1);
+        expect((await h.request('DELETE', url, await h.token(vendor, 'system/Patient.ds'))).status).toBe(200);
+        expect((await h.request('GET', url, full)).json.total).toBe(0);
+      });
+
       it('refuses a create without c and writes nothing', async () => {
         const before = (await h.request('GET', '/Observation?_summary=count', full)).json.total;
         const res = await h.request('POST', '/Observation', await h.token(vendor, 'system/Observation.rus'), wellbeing(`Patient/${patientId}`, 40));

@@ -16,12 +16,12 @@ const V1_NAME: Record<Permission, string> = { c: 'write', r: 'read', u: 'write',
  * caller, which may do everything.
  *
  * Interactions map onto SMART v2 permissions: create c; read, vread and instance history r; update u (a
- * conditional update, which may create, c and u); delete d; search and type or system history s;
+ * conditional update, which may create, c, u and s); delete d (conditional: d and s); search and type or system history s;
  * `_include` and `_revinclude` also r on the types they pull in; an operation r on the type it runs on.
  *
  * A conditional create (`If-None-Exist`) also needs s: it runs its criteria as a search and answers a match
- * with the stored resource itself, which c alone must not disclose. (Conditional update and delete search
- * too, but answer only with the match's id; they keep c and u, and d, as the API documents them.)
+ * with the stored resource itself, which c alone must not disclose. Conditional update and delete search too
+ * (their answers say whether, and which, resource matched), so they also need s.
  */
 export function checkAccess(grant: Grant | undefined, req: FhirRequest): void {
   if (!grant) return;
@@ -69,9 +69,13 @@ function needs(req: FhirRequest): Need[] {
         return [
           { type, permission: 'c' },
           { type, permission: 'u' },
+          { type, permission: 's' },
         ];
       case 'DELETE':
-        return [{ type, permission: 'd' }];
+        return [
+          { type, permission: 'd' },
+          { type, permission: 's' },
+        ];
       default:
         return [];
     }

@@ -132,8 +132,8 @@ const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/o
 const ref = (kind: 'schemas' | 'parameters' | 'headers' | 'responses', name: string): Reference => ({ $ref: `#/components/${kind}/${name}` });
 const schemaRef = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
 
-/** SMART v2 permission letters (in cruds order) an interaction needs, e.g. `r`, or `cu` for a conditional update. */
-type Access = 'c' | 'r' | 'u' | 'd' | 's' | 'cu';
+/** SMART v2 permission letters (in cruds order) an interaction needs, e.g. `r`, or `cus` for a conditional update. */
+type Access = 'c' | 'r' | 'u' | 'd' | 's' | 'cus' | 'ds';
 
 /**
  * The scopes allowing `access` to `type` (`*` for every type): the SMART v2 one, then the v1 one. The mapping is the
@@ -428,7 +428,7 @@ export function openApiFromCapabilityStatement(
         'x-fhir-interaction': 'update',
       }));
       if (resource.conditionalUpdate) {
-        add(`/${type}`, 'put', fhirOp(type, 'cu', {
+        add(`/${type}`, 'put', fhirOp(type, 'cus', {
           ...common,
           operationId: `${type}-conditional-update`,
           summary: `Conditionally update a ${type} found by search criteria`,
@@ -459,7 +459,7 @@ export function openApiFromCapabilityStatement(
         'x-fhir-interaction': 'delete',
       }));
       if (resource.conditionalDelete === 'single' || resource.conditionalDelete === 'multiple') {
-        add(`/${type}`, 'delete', fhirOp(type, 'd', {
+        add(`/${type}`, 'delete', fhirOp(type, 'ds', {
           ...common,
           operationId: `${type}-conditional-delete`,
           summary: `Conditionally delete the ${type} found by search criteria`,
