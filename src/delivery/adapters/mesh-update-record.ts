@@ -16,11 +16,8 @@
  * polls the inbox for GPCONNECT_UPDATE_RECORD_ACK ITK008M responses and MESH REPORTs, reports them, and only then
  * acknowledges them in MESH.
  */
-import type { Acknowledgement, AdapterFactory, DeliveryAdapter, DeliveryItem, DeliveryOutcome } from '../adapter';
-import { ItkAckPoller } from '../../mesh/ack-poller';
-import { MeshError, type MeshClient } from '../../mesh/client';
-import { gpProviderAddress, MeshHeaderError, sanitiseMexText } from '../../mesh/headers';
-import { findPatient, type SnomedCode } from '../../mesh/itk3';
+import type { AdapterFactory, DeliveryAdapter, DeliveryItem, DeliveryOutcome } from '../adapter';
+import type { SnomedCode } from '../../mesh/itk3';
 import {
   buildUpdateRecordMessage,
   UPDATE_RECORD_ACK_WORKFLOW,
@@ -29,7 +26,7 @@ import {
   UpdateRecordMappingError,
 } from '../../mesh/update-record';
 import { isValidSctid } from '../../terminology/sctid';
-import { meshClientFromSettings, meshSettingsProperties, outcomeForMeshError } from './mesh-send-document';
+import { failed, meshSettingsProperties, MeshItkAdapter, type MeshAdapterSettings } from './mesh-common';
 
 export const PHARMACY_FIRST_NOTICE =
   'mesh-update-record needs "pharmacyFirstAuthorised": true in the destination settings. NHS England authorises ' +
@@ -67,61 +64,26 @@ export const meshUpdateRecordSettingsSchema = {
 
 export const UPDATE_RECORD_ITEM_TYPES = [...UPDATE_RECORD_RESOURCE_TYPES, 'Bundle'];
 
-interface Settings {
-  baseUrl: string;
-  mailboxId: string;
-  mailboxPasswordEnv: string;
-  sharedKeyEnv: string;
-  senderOdsCode: string;
+interface Settings extends MeshAdapterSettings {
   pharmacyFirstAuthorised: boolean;
-  senderOrganisationName?: string;
-  to?: string;
-  workflowId?: string;
-  ackWorkflowId?: string;
-  chunkSizeBytes?: number;
-  timeoutMs?: number;
-  pollIntervalMs?: number;
-  deliveredOn?: 'business' | 'infrastructure';
   compositionType?: SnomedCode;
-  tls?: { certFile: string; keyFile: string; caFile?: string; keyPassphraseEnv?: string };
 }
 
-function failed(summary: string, code: fhir4.OperationOutcomeIssue['code'], extra: Partial<fhir4.OperationOutcomeIssue> = {}): DeliveryOutcome {
-  return {
-    kind: 'failed',
-    summary,
-    outcome: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, diagnostics: summary, ...extra }] },
-  };
+/** Refuses settings without the Pharmacy First authorisation flag or with an invalid compositionType. */
+function checkedSettings(settings: Settings): Settings {
+  // The schema says `const: true`; this also guards callers that skip the schema (module use, tests).
+  if (settings.pharmacyFirstAuthorised !== true) throw new Error(PHARMACY_FIRST_NOTICE);
+  if (settings.compositionType && !isValidSctid(settings.compositionType.code)) {
+    throw new Error(`mesh-update-record: compositionType.code ${settings.compositionType.code} is not a valid SNOMED CT id`);
+  }
+  return settings;
 }
 
-export class MeshUpdateRecordAdapter implements DeliveryAdapter {
+export class MeshUpdateRecordAdapter extends MeshItkAdapter<Settings> implements DeliveryAdapter {
   readonly capabilities = { resourceTypes: UPDATE_RECORD_ITEM_TYPES, asyncAcknowledgement: true };
-  readonly client: MeshClient;
-  private readonly workflowId: string;
-  /** Optional: finds the Patient when the record neither contains nor bundles one. Set it after `create()`. */
-  patientResolver?: (item: DeliveryItem, signal: AbortSignal) => Promise<fhir4.Patient | undefined>;
-  private readonly poller: ItkAckPoller;
 
-  constructor(
-    private readonly settings: Settings,
-    env: NodeJS.ProcessEnv,
-    private readonly now: () => Date = () => new Date(),
-  ) {
-    // The schema says `const: true`; this also guards callers that skip the schema (module use, tests).
-    if (settings.pharmacyFirstAuthorised !== true) throw new Error(PHARMACY_FIRST_NOTICE);
-    if (settings.compositionType && !isValidSctid(settings.compositionType.code)) {
-      throw new Error(`mesh-update-record: compositionType.code ${settings.compositionType.code} is not a valid SNOMED CT id`);
-    }
-    this.client = meshClientFromSettings(settings, env);
-    this.workflowId = settings.workflowId ?? UPDATE_RECORD_WORKFLOW;
-    this.poller = new ItkAckPoller(
-      this.client,
-      this.workflowId,
-      settings.ackWorkflowId ?? `${this.workflowId}_ACK`,
-      settings.deliveredOn ?? 'business',
-      settings.pollIntervalMs ?? 300_000,
-      this.now,
-    );
+  constructor(settings: Settings, env: NodeJS.ProcessEnv, now: () => Date = () => new Date()) {
+    super(checkedSettings(settings), env, UPDATE_RECORD_WORKFLOW, now);
   }
 
   async deliver(item: DeliveryItem, signal: AbortSignal): Promise<DeliveryOutcome> {
@@ -132,28 +94,9 @@ export class MeshUpdateRecordAdapter implements DeliveryAdapter {
     if (!UPDATE_RECORD_ITEM_TYPES.includes(resource.resourceType)) {
       return failed(`mesh-update-record does not carry ${resource.resourceType}`, 'not-supported');
     }
-    // As mesh-send-document: the Patient the engine read from the store (item.patient) first, then one the
-    // record carries (contained, a Bundle entry), then the optional resolver.
-    const stored = (item as DeliveryItem & { patient?: fhir4.Patient }).patient;
-    const fromStore = stored ? findPatient(stored) : undefined;
-    let patient = fromStore && !('problem' in fromStore) ? fromStore : findPatient(resource);
-    if ('problem' in patient && this.patientResolver) {
-      const resolved = await this.patientResolver(item, signal);
-      if (resolved) patient = findPatient(resolved);
-    }
-    if ('problem' in patient) {
-      if (fromStore && 'problem' in fromStore) {
-        return failed(`Cannot address the GP practice: ${item.patientRef ?? 'the Patient'}: ${fromStore.problem}`, 'required', { expression: ['Patient'] });
-      }
-      return failed(`Cannot address the GP practice: ${patient.problem}`, 'required', { expression: [`${resource.resourceType}.contained`] });
-    }
-    let to: string;
-    try {
-      to = this.settings.to ?? gpProviderAddress(patient);
-    } catch (err) {
-      if (err instanceof MeshHeaderError) return failed(`Cannot address the GP practice: ${err.message}`, 'invalid');
-      throw err;
-    }
+    const addressed = await this.addressPatient(item, resource, signal);
+    if ('kind' in addressed) return addressed;
+    const { patient, to } = addressed;
     let message;
     try {
       message = buildUpdateRecordMessage({
@@ -169,52 +112,15 @@ export class MeshUpdateRecordAdapter implements DeliveryAdapter {
       if (err instanceof UpdateRecordMappingError) return failed(err.message, 'not-supported');
       throw err;
     }
-    const orgName = this.settings.senderOrganisationName ?? this.settings.senderOdsCode;
-    const patientName = [...patient.given, patient.surname].join(' ');
-    const subject = sanitiseMexText(
-      `Social prescribing record update for ${patientName}, NHS Number: ${patient.nhsNumber}, seen at ${orgName}, ODS code: ${this.settings.senderOdsCode}, version ${item.versionId}`,
-      500,
+    const subject = this.subject('Social prescribing record update', patient, item.versionId);
+    const notSent = message.lossy.length ? `; not representable in STU3 and not sent: ${message.lossy.join('; ')}` : '';
+    return this.sendItk(
+      message,
+      to,
+      subject,
+      signal,
+      (meshMessageId) => `sent to MESH as ${meshMessageId} (ITK014M message ${message.messageId}); awaiting ITK3 acknowledgement${notSent}`,
     );
-    try {
-      const meshMessageId = await this.client.send(JSON.stringify(message.bundle), {
-        to,
-        workflowId: this.workflowId,
-        subject,
-        localId: this.settings.senderOdsCode,
-        fileName: `${message.messageId}.json`,
-        contentType: 'application/fhir+json',
-        signal,
-      });
-      this.poller.remember(meshMessageId, message.messageId);
-      const notSent = message.lossy.length ? `; not representable in STU3 and not sent: ${message.lossy.join('; ')}` : '';
-      return {
-        kind: 'accepted',
-        httpStatus: 202,
-        correlationId: message.messageId,
-        summary: `sent to MESH as ${meshMessageId} (ITK014M message ${message.messageId}); awaiting ITK3 acknowledgement${notSent}`,
-      };
-    } catch (err) {
-      if (err instanceof MeshError) return outcomeForMeshError(err);
-      if (err instanceof MeshHeaderError) return failed(err.message, 'invalid');
-      throw err;
-    }
-  }
-
-  start(onAcknowledgement: (ack: Acknowledgement) => Promise<void>): Promise<void> {
-    return this.poller.start(onAcknowledgement);
-  }
-
-  stop(): Promise<void> {
-    return this.poller.stop();
-  }
-
-  /** One inbox pass of the acknowledgement poller (see ItkAckPoller). */
-  pollOnce(onAcknowledgement: (ack: Acknowledgement) => Promise<void>, signal?: AbortSignal): Promise<number> {
-    return this.poller.pollOnce(onAcknowledgement, signal);
-  }
-
-  get stats(): ItkAckPoller['stats'] {
-    return this.poller.stats;
   }
 }
 
