@@ -1,5 +1,5 @@
 import type { SentAttempt } from '../delivery/engine';
-import { responseResource, type FhirRequest, type FhirResponse } from '../fhir/types';
+import { formParams, responseResource, type FhirRequest, type FhirResponse } from '../fhir/types';
 import type { AuditAction, AuditEntity, AuditInteraction, AuditRecord } from './events';
 
 export type ExchangeDescription = Pick<AuditRecord, 'interaction' | 'action' | 'entities'>;
@@ -157,12 +157,6 @@ function withQuery(entity: AuditEntity, query: string | undefined): AuditEntity 
 
 function queryString(query: [string, string][]): string {
   return new URLSearchParams(query).toString();
-}
-
-function formParams(body: unknown): [string, string][] {
-  if (body instanceof URLSearchParams) return [...body];
-  if (typeof body === 'string') return [...new URLSearchParams(body)];
-  return [];
 }
 
 /** The response body, unless it cannot be read: describing an exchange must never throw. */

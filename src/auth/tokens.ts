@@ -70,7 +70,7 @@ export interface IssuedToken {
 
 interface SigningKey {
   privateKey: CryptoKey;
-  alg: 'ES384' | 'RS256' | 'RS384';
+  alg: 'ES384' | 'RS384';
   kid: string;
   verifyKey: CryptoKey;
 }

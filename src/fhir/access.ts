@@ -1,7 +1,7 @@
 import { ADMIN_SCOPE, type Grant, type Permission } from '../auth/scopes';
 import { FhirError } from '../errors';
 import { resourceType, resourceTypes, searchParam } from './registry';
-import type { FhirRequest } from './types';
+import { formParams, type FhirRequest } from './types';
 
 /** Read only, and only with the admin scope: the audit trail. */
 export const AUDIT_TYPE = 'AuditEvent';
@@ -110,8 +110,4 @@ function includeNeeds(type: string, query: [string, string][]): Need[] {
     for (const t of targets) if (resourceType(t)) out.push({ type: t, permission: 'r' });
   }
   return out;
-}
-
-function formParams(body: unknown): [string, string][] {
-  return body instanceof URLSearchParams ? [...body] : [];
 }

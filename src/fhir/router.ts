@@ -7,7 +7,7 @@ import type { ConformanceSource } from './conformance';
 import * as interactions from './interactions';
 import { OperationParams, type OperationDefinition } from './operations/operation';
 import { processBundle } from './transaction';
-import type { FhirRequest, FhirResponse, RequestContext } from './types';
+import { formParams, type FhirRequest, type FhirResponse, type RequestContext } from './types';
 
 export interface RouterOptions {
   repo: Repository;
@@ -85,7 +85,7 @@ export class FhirRouter {
     const conformance = this.options.conformance.find((c) => c.types.includes(first));
     if (conformance && second === '_search' && segments.length === 2) {
       return only(method, ['POST'], async () =>
-        conformanceRead(conformance, first, undefined, { ...req, query: [...req.query, ...formParams(req.body)] }, ctx),
+        conformanceRead(conformance, first, undefined, { ...req, query: [...req.query, ...searchForm(req.body)] }, ctx),
       );
     }
     if (conformance && segments.length <= 2) {
@@ -110,7 +110,7 @@ export class FhirRouter {
       }
     }
     if (second === '_search' && segments.length === 2) {
-      return only(method, ['POST'], () => interactions.search(repo, type, [...req.query, ...formParams(req.body)], req, ctx));
+      return only(method, ['POST'], () => interactions.search(repo, type, [...req.query, ...searchForm(req.body)], req, ctx));
     }
     if (second === '_history' && segments.length === 2) {
       return only(method, ['GET'], () => interactions.history(repo, req, ctx, type));
@@ -161,7 +161,7 @@ export class FhirRouter {
       throw new FhirError('SPB_METHOD_NOT_ALLOWED', 'AuditEvents are recorded by sp-bridge and cannot be created, changed or deleted');
     }
     if (segments.length === 1 || (segments.length === 2 && segments[1] === '_search')) {
-      const params = segments.length === 1 ? req.query : [...req.query, ...formParams(req.body)];
+      const params = segments.length === 1 ? req.query : [...req.query, ...searchForm(req.body)];
       return { status: 200, body: await audit.search(params, ctx) };
     }
     if (segments.length === 2) {
@@ -231,10 +231,11 @@ function conditional(req: FhirRequest, run: () => Promise<FhirResponse>): Promis
 }
 
 /** Parameters of `POST [type]/_search` sent as application/x-www-form-urlencoded. */
-function formParams(body: unknown): [string, string][] {
-  if (body === undefined || body === null || body === '') return [];
-  if (body instanceof URLSearchParams) return [...body];
-  throw new FhirError('SPB_INVALID_SEARCH', 'POST _search takes its parameters as application/x-www-form-urlencoded');
+function searchForm(body: unknown): [string, string][] {
+  if (body !== undefined && body !== null && body !== '' && !(body instanceof URLSearchParams)) {
+    throw new FhirError('SPB_INVALID_SEARCH', 'POST _search takes its parameters as application/x-www-form-urlencoded');
+  }
+  return formParams(body);
 }
 
 function methodNotAllowed(method: string, path: string): FhirError {

@@ -277,18 +277,12 @@ async function rewriteEntryReferences(tx: Repository, entry: Entry, ids: Map<str
 }
 
 /** The conditional references (`Type?criteria`) anywhere in a resource. */
-function conditionalReferences(node: unknown, out: string[] = []): string[] {
-  if (Array.isArray(node)) {
-    for (const item of node) conditionalReferences(item, out);
-  } else if (node !== null && typeof node === 'object') {
-    for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
-      if (key === 'reference' && typeof value === 'string') {
-        if (CONDITIONAL_REFERENCE_RE.test(value)) out.push(value);
-      } else if (typeof value === 'object') {
-        conditionalReferences(value, out);
-      }
-    }
-  }
+function conditionalReferences(resource: unknown): string[] {
+  const out: string[] = [];
+  rewriteReferences(resource, (ref) => {
+    if (CONDITIONAL_REFERENCE_RE.test(ref)) out.push(ref);
+    return ref;
+  });
   return out;
 }
 

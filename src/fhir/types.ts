@@ -58,3 +58,8 @@ export function parsePrefer(header: string | undefined): Prefer {
 export function parseQuery(query: string): [string, string][] {
   return [...new URLSearchParams(query.startsWith('?') ? query.slice(1) : query)];
 }
+
+/** The parameters of a form body (`POST [type]/_search`); none for any other body. */
+export function formParams(body: unknown): [string, string][] {
+  return body instanceof URLSearchParams ? [...body] : [];
+}

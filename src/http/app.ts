@@ -12,8 +12,7 @@ import { Repository } from '../storage';
 import { getTerminologyResources } from '../terminology/resources';
 import type { ResourceValidator } from '../validation/types';
 import { getValidator } from '../validation/validator';
-import type { AuditLog } from '../audit';
-import { describeExchange, type ExchangeDescription } from '../audit';
+import { describeExchange, type AuditLog, type AuditRecord, type ExchangeDescription } from '../audit';
 import { registerAuth, type AuthSetup } from '../auth/plugin';
 import { AUDIT_TYPE } from '../fhir/access';
 import { resourceType } from '../fhir/registry';
@@ -62,15 +61,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trustProxy: config.trustProxy ?? false,
     ...serverOptions(config),
   });
+  const conformanceTypes = conformance.flatMap((c) => c.types);
   const metrics = new Metrics({
     db,
     logger: app.log,
     destinations: options.delivery?.destinations,
     clock: options.delivery?.clock,
-    otherTypes: conformance.flatMap((c) => c.types),
+    otherTypes: conformanceTypes,
     operations: operations.map((op) => op.name),
   });
-  const conformanceTypes = conformance.flatMap((c) => c.types);
   const router = new FhirRouter({
     repo: Repository.open(db, { outbox: options.delivery?.outbox }),
     validator,
@@ -80,14 +79,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     audit: options.audit,
     smart: options.auth.mode === 'smart',
   });
-  const record = async (req: FastifyRequest, what: ExchangeDescription, status: number, description?: string) => {
+  const record = async (
+    req: FastifyRequest,
+    what: ExchangeDescription,
+    status: number,
+    description?: string,
+    who: Pick<AuditRecord, 'clientId' | 'via'> = { clientId: req.principal?.clientId, via: req.principal?.via },
+  ) => {
     if (!options.audit) return;
     try {
       await options.audit.record({
         ...what,
+        ...who,
         recorded: new Date(),
-        clientId: req.principal?.clientId,
-        via: req.principal?.via,
         address: req.ip,
         requestId: req.id,
         status,
@@ -115,37 +119,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   mediaTypes(app);
   // Plugins, in the order their hooks must run: load shedding, helmet and timeouts first (cheapest
   // refusals), then who is calling (auth), then what they may spend (rate limit), then the routes.
-  // --- protection (src/http/protection.ts) ---
   await registerProtection(app, config);
-  // --- auth (src/auth/plugin.ts) ---
   registerAuth(app, {
     auth: options.auth,
     baseUrl: (req) => baseUrl(config, req),
     onUnauthenticated: (req, reason) => audit(req, fhirRequest(req), { status: 401 }, reason),
-    onTokenRequest: async (req, outcome) => {
-      if (!options.audit) return;
-      await options.audit
-        .record({
-          interaction: 'login',
-          action: 'E',
-          entities: [],
-          recorded: new Date(),
-          clientId: outcome.clientId,
-          via: 'token',
-          address: req.ip,
-          requestId: req.id,
-          status: outcome.status,
-          description: outcome.description,
-        })
-        .catch((err: unknown) => {
-          metrics.auditFailed();
-          req.log.error({ err }, 'audit record not written');
-        });
-    },
+    onTokenRequest: (req, outcome) =>
+      record(req, { interaction: 'login', action: 'E', entities: [] }, outcome.status, outcome.description, {
+        clientId: outcome.clientId,
+        via: 'token',
+      }),
   });
-  // --- rate limit (src/http/protection.ts) ---
   await registerRateLimit(app, config);
-  // --- health, metrics, docs (src/http/health.ts, metrics.ts, openapi.ts) ---
   registerHealth(app, { db, validator });
   registerMetrics(app, metrics);
   await registerOpenApi(app, { config, operations, conformanceTypes, audit: options.audit !== undefined, smart: options.auth.mode === 'smart' });
